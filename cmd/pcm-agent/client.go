@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// apiClient talks to a running agent's HTTP API.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newAPIClient(c *cli.Context) *apiClient {
+	return &apiClient{
+		base:  strings.TrimRight(c.String("api"), "/"),
+		token: c.String("api-token"),
+		http:  &http.Client{Timeout: 0},
+	}
+}
+
+// do sends a request and decodes a JSON answer into out (when non-nil).
+// API errors come back as {"error": "..."} and are returned as such.
+func (a *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := a.raw(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// raw sends a request and returns the response for a 2xx status; the caller
+// closes the body. Non-2xx answers become errors carrying the API's message.
+func (a *apiClient) raw(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return nil, withCode(exitUsage, fmt.Errorf("--api %q: %w", a.base, err))
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, withCode(exitUnavailable, fmt.Errorf("cannot reach the agent at %s (is `pcm-agent join` running? set --api): %w", a.base, err))
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return nil, apiStatusError(resp.StatusCode, e.Error)
+		}
+		return nil, apiStatusError(resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+func apiStatusError(status int, msg string) error {
+	code := exitFailure
+	if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
+		code = exitUsage
+	}
+	return withCode(code, fmt.Errorf("%s (HTTP %d)", msg, status))
+}
+
+// get is do with GET and a default timeout.
+func (a *apiClient) get(c *cli.Context, path string, out any) error {
+	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	defer cancel()
+	return a.do(ctx, http.MethodGet, path, nil, out)
+}

@@ -1,0 +1,13 @@
+package drivers
+
+import "errors"
+
+// Sentinel errors; drivers wrap them with a message that names the field
+// and the fix, e.g. fmt.Errorf("%w: resources.cpus is -1; use a value > 0", ErrInvalidSpec).
+var (
+	ErrInvalidSpec = errors.New("invalid task spec")
+	ErrCapacity    = errors.New("not enough capacity")
+	ErrNotFound    = errors.New("task not found")
+	ErrExists      = errors.New("task already exists")
+	ErrClosed      = errors.New("driver closed")
+)
