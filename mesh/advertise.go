@@ -1,0 +1,209 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+)
+
+// SetAdvertSource sets the function that describes this provider; its
+// result is stamped (provider, seq, time, ttl, addrs) and published at
+// every interval and on Republish.
+func (n *Node) SetAdvertSource(src func() Advert) {
+	n.mu.Lock()
+	n.source = src
+	n.mu.Unlock()
+	n.Republish()
+}
+
+// Republish publishes the advert now (e.g. after capacity changed).
+func (n *Node) Republish() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) advertLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.AdvertInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-n.kick:
+		}
+		if err := n.publishAdvert(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("publish advert", "err", err)
+		}
+	}
+}
+
+// NextAdvert stamps the advert source's output; nil when there is none.
+func (n *Node) NextAdvert() *Advert {
+	n.mu.Lock()
+	src := n.source
+	if src == nil {
+		n.mu.Unlock()
+		return nil
+	}
+	now := time.Now()
+	n.seq = max(n.seq+1, uint64(now.UnixNano()))
+	seq := n.seq
+	n.mu.Unlock()
+	a := src()
+	a.V = AdvertVersion
+	a.Provider = n.id.ID()
+	a.Seq = seq
+	a.Time = now.UTC()
+	a.TTLSeconds = n.cfg.AdvertTTL.Seconds()
+	a.Addrs = n.Addrs()
+	return &a
+}
+
+func (n *Node) publishAdvert(ctx context.Context) error {
+	a := n.NextAdvert()
+	if a == nil {
+		return nil
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode advert: %w", err)
+	}
+	if len(b) > MaxAdvertSize {
+		return fmt.Errorf("%w: own advert is %d bytes (limit %d); trim attributes or labels", ErrTooLarge, len(b), MaxAdvertSize)
+	}
+	return n.topic.Publish(ctx, b)
+}
+
+func (n *Node) expireLoop(ctx context.Context) {
+	every := min(time.Second, max(n.cfg.AdvertTTL/20, 10*time.Millisecond))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.table.Expire()
+			n.validator.prune()
+		}
+	}
+}
+
+// Provide announces a capability key (e.g. "pcm:driver:local") on the DHT
+// and remembers it; it is a no-op without a DHT.
+func (n *Node) Provide(ctx context.Context, key string) error {
+	n.mu.Lock()
+	n.provided[key] = true
+	n.mu.Unlock()
+	if n.dht == nil {
+		return nil
+	}
+	c, err := KeyCID(key)
+	if err != nil {
+		return err
+	}
+	if err := n.dht.Provide(ctx, c, true); err != nil {
+		return fmt.Errorf("provide %s: %w", key, err)
+	}
+	return nil
+}
+
+// Provided lists the capability keys this node announced.
+func (n *Node) Provided() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, 0, len(n.provided))
+	for k := range n.provided {
+		out = append(out, k)
+	}
+	return out
+}
+
+// FindProviders asks the DHT who provides key.
+func (n *Node) FindProviders(ctx context.Context, key string, count int) ([]peer.AddrInfo, error) {
+	if n.dht == nil {
+		return nil, nil
+	}
+	c, err := KeyCID(key)
+	if err != nil {
+		return nil, err
+	}
+	var out []peer.AddrInfo
+	for ai := range n.dht.FindProvidersAsync(ctx, c, count) {
+		out = append(out, ai)
+	}
+	return out, nil
+}
+
+// JoinTopic joins (once) a gossipsub topic, e.g. a framework topic.
+func (n *Node) JoinTopic(name string) (*pubsub.Topic, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t, ok := n.topics[name]; ok {
+		return t, nil
+	}
+	t, err := n.ps.Join(name)
+	if err != nil {
+		return nil, fmt.Errorf("join topic %s: %w", name, err)
+	}
+	n.topics[name] = t
+	return t, nil
+}
+
+// PubSub exposes gossipsub for topic-level work (validators on framework
+// topics).
+func (n *Node) PubSub() *pubsub.PubSub { return n.ps }
+
+// Host is the libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+// Identity is the node's identity.
+func (n *Node) Identity() *Identity { return n.id }
+
+// Table is the resource table.
+func (n *Node) Table() *Table { return n.table }
+
+// ValidatorStats reports the advert validator's counters.
+func (n *Node) ValidatorStats() ValidatorStats { return n.validator.Stats() }
+
+// Addrs are the node's full multiaddrs (with /p2p/<id>).
+func (n *Node) Addrs() []string {
+	var out []string
+	for _, a := range n.host.Addrs() {
+		out = append(out, fmt.Sprintf("%s/p2p/%s", a, n.host.ID()))
+	}
+	return out
+}
+
+// PeerInfo describes one connected peer.
+type PeerInfo struct {
+	ID        string   `json:"id"`
+	Addrs     []string `json:"addrs"`
+	Direction string   `json:"direction"`
+	LatencyMS float64  `json:"latency_ms"`
+	Provider  bool     `json:"provider"`
+}
+
+// Peers lists connected peers.
+func (n *Node) Peers() []PeerInfo {
+	var out []PeerInfo
+	for _, pid := range n.host.Network().Peers() {
+		pi := PeerInfo{ID: pid.String()}
+		for _, c := range n.host.Network().ConnsToPeer(pid) {
+			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
+			pi.Direction = c.Stat().Direction.String()
+		}
+		pi.LatencyMS = float64(n.host.Peerstore().LatencyEWMA(pid).Microseconds()) / 1000
+		_, pi.Provider = n.table.Get(pid.String())
+		out = append(out, pi)
+	}
+	return out
+}

@@ -1,0 +1,17 @@
+// Package mesh is pcm's libp2p layer: the host (TCP and QUIC, Noise and
+// TLS, yamux, resource and connection managers, optional private network),
+// the agent's Ed25519 identity, discovery (bootstrap peers and a private
+// kad-dht under the /pcm protocol prefix), gossipsub adverts and the
+// resource table built from them, stream helpers and a raft stream layer.
+//
+// Invariants:
+//   - every advert in the Table passed the Validator: it is well formed,
+//     at most MaxAdvertSize bytes, signed by the provider it describes
+//     (gossipsub StrictSign), fresh, and newer than the last one seen from
+//     that provider;
+//   - adverts leave the Table once their TTL has passed;
+//   - the identity key on disk is never replaced: a wrong mode or a corrupt
+//     file is an error naming the file.
+//
+// Wire formats are documented in PROTOCOL.md.
+package mesh

@@ -1,0 +1,12 @@
+package mesh
+
+import "errors"
+
+// Sentinel errors.
+var (
+	ErrKeyMode      = errors.New("identity key file is readable by others")
+	ErrKeyCorrupt   = errors.New("identity key file is corrupt")
+	ErrBadSignature = errors.New("bad signature")
+	ErrTooLarge     = errors.New("message too large")
+	ErrClosed       = errors.New("mesh closed")
+)

@@ -1,0 +1,94 @@
+package mesh
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// newHost builds the libp2p host: TCP and QUIC (TCP only with a swarm
+// key), Noise and TLS, yamux, a resource manager with explicit limits and a
+// connection manager. Extra options come last (tests use them to swap the
+// network).
+func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	scaled := limits.Scale(cfg.MaxMemoryMB<<20, cfg.MaxFDs)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh)
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	listen := cfg.Listen
+	opts := []libp2p.Option{
+		libp2p.Identity(id.PrivKey()),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(),
+		libp2p.Transport(tcp.NewTCPTransport),
+	}
+	if len(cfg.SwarmKey) > 0 {
+		psk, err := pnet.DecodeV1PSK(bytes.NewReader(cfg.SwarmKey))
+		if err != nil {
+			return nil, fmt.Errorf("swarm key: %w (expected /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits)", err)
+		}
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+		listen = tcpOnly(listen)
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	opts = append(opts, libp2p.ListenAddrStrings(listen...))
+	opts = append(opts, extra...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("start libp2p host on %v: %w", listen, err)
+	}
+	return h, nil
+}
+
+// tcpOnly drops non-TCP listen addresses (a private network cannot use QUIC).
+func tcpOnly(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			continue
+		}
+		if _, err := m.ValueForProtocol(ma.P_TCP); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ParseAddrInfo parses a multiaddr that ends in /p2p/<peer id>.
+func ParseAddrInfo(s string) (peer.AddrInfo, error) {
+	m, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("%q is not a multiaddr: %w", s, err)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(m)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("%q needs a /p2p/<peer id> suffix (see `pcm-agent id` on that peer): %w", s, err)
+	}
+	return *ai, nil
+}

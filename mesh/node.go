@@ -1,0 +1,354 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Node is one agent's presence in the mesh.
+type Node struct {
+	cfg   Config
+	id    *Identity
+	log   *slog.Logger
+	host  host.Host
+	given bool // host supplied by the caller (mocknet); not closed by us
+
+	dht       *dht.IpfsDHT
+	ps        *pubsub.PubSub
+	topic     *pubsub.Topic
+	validator *Validator
+	table     *Table
+
+	mu       sync.Mutex
+	source   func() Advert
+	seq      uint64
+	provided map[string]bool
+	topics   map[string]*pubsub.Topic
+
+	kick      chan struct{}
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Option adjusts a Node.
+type Option func(*Node)
+
+// WithHost makes the node use an existing host (e.g. from libp2p's mocknet)
+// instead of building one; the host's identity must be id's.
+func WithHost(h host.Host) Option { return func(n *Node) { n.host, n.given = h, true } }
+
+// New prepares a node; Start brings it up.
+func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("mesh config: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{
+		cfg: cfg, id: id, log: log.With("component", "mesh"),
+		table:    NewTable(nil),
+		provided: map[string]bool{},
+		topics:   map[string]*pubsub.Topic{},
+		kick:     make(chan struct{}, 1),
+	}
+	n.validator = NewValidator(cfg.MaxClockSkew, nil, n.log)
+	for _, o := range opts {
+		o(n)
+	}
+	return n, nil
+}
+
+// Start starts the host, DHT and gossipsub, joins through the bootstrap
+// peers and begins advertising (once SetAdvertSource has been called).
+func (n *Node) Start(ctx context.Context) error {
+	if n.host == nil {
+		h, err := newHost(n.id, n.cfg)
+		if err != nil {
+			return err
+		}
+		n.host = h
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if err := n.startRouting(); err != nil {
+		n.Close()
+		return err
+	}
+	if err := n.startPubSub(runCtx); err != nil {
+		n.Close()
+		return err
+	}
+	n.connectBootstrap(ctx)
+	n.goLoop(func() { n.advertLoop(runCtx) })
+	n.goLoop(func() { n.expireLoop(runCtx) })
+	n.goLoop(func() { n.bootstrapLoop(runCtx) })
+	n.log.Info("mesh started", "peer", n.id.ID(), "addrs", n.Addrs())
+	return nil
+}
+
+func (n *Node) goLoop(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+func (n *Node) startRouting() error {
+	if n.cfg.DisableDHT {
+		return nil
+	}
+	var boots []peer.AddrInfo
+	for _, b := range n.cfg.Bootstrap {
+		ai, err := ParseAddrInfo(b)
+		if err != nil {
+			return err
+		}
+		boots = append(boots, ai)
+	}
+	d, err := dht.New(n.host,
+		dht.ProtocolPrefix("/pcm"),
+		dht.Mode(dht.ModeServer),
+		dht.BootstrapPeers(boots...),
+	)
+	if err != nil {
+		return fmt.Errorf("start kad-dht: %w", err)
+	}
+	n.dht = d
+	return nil
+}
+
+func (n *Node) startPubSub(ctx context.Context) error {
+	params, thresholds := scoreParams()
+	ps, err := pubsub.NewGossipSub(ctx, n.host,
+		pubsub.WithMessageSigning(true),
+		pubsub.WithStrictSignatureVerification(true),
+		pubsub.WithPeerScore(params, thresholds),
+		pubsub.WithMaxMessageSize(1<<20),
+	)
+	if err != nil {
+		return fmt.Errorf("start gossipsub: %w", err)
+	}
+	n.ps = ps
+	if err := ps.RegisterTopicValidator(AdvertsTopic, n.validator.Validate); err != nil {
+		return fmt.Errorf("register advert validator: %w", err)
+	}
+	t, err := ps.Join(AdvertsTopic)
+	if err != nil {
+		return fmt.Errorf("join %s: %w", AdvertsTopic, err)
+	}
+	n.topic = t
+	sub, err := t.Subscribe()
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", AdvertsTopic, err)
+	}
+	n.goLoop(func() { n.readAdverts(ctx, sub) })
+	return nil
+}
+
+// scoreParams penalises peers that send invalid messages. IP colocation is
+// not scored: a test mesh lives on one loopback address.
+func scoreParams() (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
+	p := &pubsub.PeerScoreParams{
+		AppSpecificScore:          func(peer.ID) float64 { return 0 },
+		AppSpecificWeight:         1,
+		BehaviourPenaltyWeight:    -10,
+		BehaviourPenaltyThreshold: 6,
+		BehaviourPenaltyDecay:     pubsub.ScoreParameterDecay(time.Minute),
+		DecayInterval:             time.Second,
+		DecayToZero:               0.01,
+		RetainScore:               10 * time.Minute,
+		Topics: map[string]*pubsub.TopicScoreParams{
+			AdvertsTopic: {
+				TopicWeight:                    1,
+				TimeInMeshWeight:               0.01,
+				TimeInMeshQuantum:              time.Second,
+				TimeInMeshCap:                  10,
+				FirstMessageDeliveriesWeight:   1,
+				FirstMessageDeliveriesDecay:    pubsub.ScoreParameterDecay(10 * time.Minute),
+				FirstMessageDeliveriesCap:      50,
+				InvalidMessageDeliveriesWeight: -100,
+				InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+			},
+		},
+	}
+	t := &pubsub.PeerScoreThresholds{
+		GossipThreshold:             -100,
+		PublishThreshold:            -500,
+		GraylistThreshold:           -1000,
+		AcceptPXThreshold:           10,
+		OpportunisticGraftThreshold: 2,
+	}
+	return p, t
+}
+
+func (n *Node) readAdverts(ctx context.Context, sub *pubsub.Subscription) {
+	defer sub.Cancel()
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		a, ok := msg.ValidatorData.(*Advert)
+		if !ok {
+			continue
+		}
+		n.table.Put(a)
+		n.learnAddrs(a)
+	}
+}
+
+// learnAddrs puts an advertised provider's addresses in the peerstore and,
+// while this node has few connections, dials it: adverts double as peer
+// discovery so negotiation streams need no DHT lookup.
+func (n *Node) learnAddrs(a *Advert) {
+	pid, err := peer.Decode(a.Provider)
+	if err != nil || pid == n.host.ID() {
+		return
+	}
+	var addrs []ma.Multiaddr
+	for _, s := range a.Addrs {
+		if m, err := ma.NewMultiaddr(s); err == nil {
+			addrs = append(addrs, m)
+		}
+	}
+	n.host.Peerstore().AddAddrs(pid, addrs, a.TTL()+time.Minute)
+	if n.host.Network().Connectedness(pid) != network.Connected && len(n.host.Network().Peers()) < n.cfg.ConnLow {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = n.host.Connect(ctx, peer.AddrInfo{ID: pid})
+		}()
+	}
+}
+
+// connectBootstrap dials every bootstrap peer once, in parallel.
+func (n *Node) connectBootstrap(ctx context.Context) int {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for _, b := range n.cfg.Bootstrap {
+		ai, err := ParseAddrInfo(b)
+		if err != nil || ai.ID == n.host.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := n.host.Connect(cctx, ai); err != nil {
+				n.log.Warn("bootstrap peer unreachable", "addr", b, "err", err)
+				return
+			}
+			n.host.ConnManager().Protect(ai.ID, "bootstrap")
+			mu.Lock()
+			ok++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return ok
+}
+
+// bootstrapLoop retries bootstrap peers while the node has no peers at all.
+func (n *Node) bootstrapLoop(ctx context.Context) {
+	if len(n.cfg.Bootstrap) == 0 {
+		return
+	}
+	backoff := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if len(n.host.Network().Peers()) == 0 {
+			n.connectBootstrap(ctx)
+			backoff = min(2*backoff, 30*time.Second)
+		} else {
+			backoff = 5 * time.Second
+		}
+	}
+}
+
+// ensureAddrs makes sure the peerstore can reach id, asking the DHT when
+// neither a connection nor known addresses exist.
+func (n *Node) ensureAddrs(ctx context.Context, id string) (peer.ID, error) {
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a peer id: %w", id, err)
+	}
+	if n.host.Network().Connectedness(pid) == network.Connected || len(n.host.Peerstore().Addrs(pid)) > 0 {
+		return pid, nil
+	}
+	if e, ok := n.table.Get(id); ok {
+		n.learnAddrs(e.Advert)
+		return pid, nil
+	}
+	if n.dht != nil {
+		ai, err := n.dht.FindPeer(ctx, pid)
+		if err != nil {
+			return "", fmt.Errorf("find peer %s: %w", id, err)
+		}
+		n.host.Peerstore().AddAddrs(pid, ai.Addrs, peerstore.TempAddrTTL)
+	}
+	return pid, nil
+}
+
+// NewStream opens a stream of protocol p to peer id.
+func (n *Node) NewStream(ctx context.Context, id string, p protocol.ID) (network.Stream, error) {
+	pid, err := n.ensureAddrs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := n.host.NewStream(ctx, pid, p)
+	if err != nil {
+		return nil, fmt.Errorf("open %s to %s: %w", p, id, err)
+	}
+	return s, nil
+}
+
+// Handle serves inbound streams of protocol p.
+func (n *Node) Handle(p protocol.ID, h network.StreamHandler) { n.host.SetStreamHandler(p, h) }
+
+// Close stops every loop, then the pubsub, DHT and host. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.wg.Wait()
+		var errs []error
+		n.mu.Lock()
+		for _, t := range n.topics {
+			_ = t.Close()
+		}
+		n.mu.Unlock()
+		if n.dht != nil {
+			errs = append(errs, n.dht.Close())
+		}
+		if n.host != nil && !n.given {
+			errs = append(errs, n.host.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}

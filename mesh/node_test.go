@@ -1,0 +1,116 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// startNode starts a node on loopback with free ports.
+func startNode(t *testing.T, bootstrap []string, swarmKey []byte) *Node {
+	t.Helper()
+	id, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: bootstrap, SwarmKey: swarmKey,
+		AdvertInterval: 200 * time.Millisecond, AdvertTTL: time.Second,
+	}
+	n, err := New(id, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	n.SetAdvertSource(func() Advert {
+		return Advert{Drivers: []DriverInfo{{Name: "local"}}, Total: map[string]float64{"cpu": 1}, Free: map[string]float64{"cpu": 1}}
+	})
+	return n
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAdvertsPropagateAlongAChain(t *testing.T) {
+	var nodes []*Node
+	for i := range 4 {
+		var boot []string
+		if i > 0 {
+			boot = nodes[i-1].Addrs()[:1]
+		}
+		nodes = append(nodes, startNode(t, boot, nil))
+	}
+	for i, n := range nodes {
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d to see 4 providers", i), func() bool { return n.Table().Len() == 4 })
+	}
+	gone := nodes[3].Identity().ID()
+	nodes[3].Close()
+	for i, n := range nodes[:3] {
+		waitFor(t, 5*time.Second, fmt.Sprintf("node %d to drop the stopped provider", i), func() bool {
+			_, ok := n.Table().Get(gone)
+			return !ok
+		})
+	}
+}
+
+func TestForgedAdvertIsRejectedOverGossip(t *testing.T) {
+	a := startNode(t, nil, nil)
+	b := startNode(t, a.Addrs()[:1], nil)
+	waitFor(t, 10*time.Second, "both providers seen", func() bool { return a.Table().Len() == 2 })
+	victim, _ := GenerateIdentity()
+	forged := b.NextAdvert()
+	forged.Provider = victim.ID()
+	data, _ := json.Marshal(forged)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	// b's own validator refuses it first: a node cannot even publish it.
+	if err := b.topic.Publish(ctx, data); err == nil {
+		t.Fatal("publishing an advert for another provider succeeded")
+	}
+	if got := b.ValidatorStats().Rejected[ReasonSigner]; got != 1 {
+		t.Fatalf("forged_signer count = %d, want 1", got)
+	}
+	if _, ok := a.Table().Get(victim.ID()); ok {
+		t.Fatal("forged advert reached a peer's table")
+	}
+}
+
+func TestSwarmKeyKeepsOutsidersOut(t *testing.T) {
+	key := []byte("/key/swarm/psk/1.0.0/\n/base16/\n" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n")
+	a := startNode(t, nil, key)
+	insider := startNode(t, a.Addrs()[:1], key)
+	waitFor(t, 10*time.Second, "insider to connect", func() bool { return len(insider.Host().Network().Peers()) == 1 })
+
+	outsider := startNode(t, nil, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	ai, _ := ParseAddrInfo(a.Addrs()[0])
+	if err := outsider.Host().Connect(ctx, ai); err == nil {
+		t.Fatal("an agent without the swarm key connected to a private network")
+	}
+	if got := a.Table().Len(); got != 2 {
+		t.Fatalf("private mesh sees %d providers, want 2", got)
+	}
+}
