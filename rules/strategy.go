@@ -1,0 +1,271 @@
+package rules
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strconv"
+)
+
+// Candidate is one eligible provider with its quote for the task.
+type Candidate struct {
+	Provider *Provider
+	Quote    int64 // micros per hour
+}
+
+// Strategy scores candidates for a task; higher is better. It must be
+// deterministic: the same task and candidates give the same scores. The
+// caller sorts by score and breaks ties by provider id.
+type Strategy interface {
+	Name() string
+	Score(t *Task, cands []Candidate) []float64 // one score per candidate, same order
+}
+
+// Factory builds a strategy from the framework's placement.params. Errors
+// should be FieldErrors whose Path names the parameter.
+type Factory func(params map[string]string) (Strategy, error)
+
+// Registry maps strategy names to factories.
+type Registry struct {
+	m map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: map[string]Factory{}} }
+
+// Builtin returns a new registry holding lowest-price, least-loaded,
+// binpack, spread, weighted and random.
+func Builtin() *Registry {
+	r := NewRegistry()
+	r.m["lowest-price"] = noParams(lowestPrice{})
+	r.m["least-loaded"] = noParams(leastLoaded{})
+	r.m["binpack"] = noParams(binpack{})
+	r.m["spread"] = noParams(spread{})
+	r.m["weighted"] = newWeighted
+	r.m["random"] = newRandom
+	return r
+}
+
+// Register adds a strategy; names are unique.
+func (r *Registry) Register(name string, f Factory) error {
+	if _, ok := r.m[name]; ok {
+		return fmt.Errorf("strategy %q is already registered", name)
+	}
+	r.m[name] = f
+	return nil
+}
+
+// Lookup finds a factory by name.
+func (r *Registry) Lookup(name string) (Factory, bool) {
+	f, ok := r.m[name]
+	return f, ok
+}
+
+// Names lists registered strategies, sorted.
+func (r *Registry) Names() []string { return sortedKeys(r.m) }
+
+// Scored is a ranked candidate.
+type Scored struct {
+	Provider string  `json:"provider"`
+	Score    float64 `json:"score"`
+	Quote    int64   `json:"quote"`
+}
+
+// rank scores and sorts candidates: best first, ties by provider id.
+func rank(s Strategy, t *Task, cands []Candidate) []Scored {
+	scores := s.Score(t, cands)
+	out := make([]Scored, len(cands))
+	for i, c := range cands {
+		sc := scores[i]
+		if math.IsNaN(sc) {
+			sc = math.Inf(-1)
+		}
+		out[i] = Scored{Provider: c.Provider.ID, Score: sc, Quote: c.Quote}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Score != out[j].Score {
+			return out[i].Score > out[j].Score
+		}
+		return out[i].Provider < out[j].Provider
+	})
+	return out
+}
+
+func noParams(s Strategy) Factory {
+	return func(params map[string]string) (Strategy, error) {
+		for _, k := range sortedKeys(params) {
+			return nil, FieldError{Path: k, Msg: fmt.Sprintf("strategy %s takes no parameter %q", s.Name(), k), Err: ErrBadValue}
+		}
+		return s, nil
+	}
+}
+
+// lowestPrice prefers the cheapest quote.
+type lowestPrice struct{}
+
+func (lowestPrice) Name() string { return "lowest-price" }
+func (lowestPrice) Score(_ *Task, cs []Candidate) []float64 {
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		out[i] = -float64(c.Quote)
+	}
+	return out
+}
+
+// freeAfter is the mean fraction of capacity left free after placing t,
+// over cpu, memory and every class t requests that the provider has.
+func freeAfter(t *Task, p *Provider) float64 {
+	sum, n := 0.0, 0
+	add := func(class string) {
+		total := p.Total[class]
+		if total <= 0 {
+			return
+		}
+		sum += (p.Free[class] - t.Resources[class]) / total
+		n++
+	}
+	add("cpu")
+	add("memory")
+	for _, class := range sortedKeys(t.Resources) {
+		if class != "cpu" && class != "memory" {
+			add(class)
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// leastLoaded prefers the most capacity left free.
+type leastLoaded struct{}
+
+func (leastLoaded) Name() string { return "least-loaded" }
+func (leastLoaded) Score(t *Task, cs []Candidate) []float64 {
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		out[i] = freeAfter(t, c.Provider)
+	}
+	return out
+}
+
+// binpack prefers the least capacity left free (fill providers up).
+type binpack struct{}
+
+func (binpack) Name() string { return "binpack" }
+func (binpack) Score(t *Task, cs []Candidate) []float64 {
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		out[i] = -freeAfter(t, c.Provider)
+	}
+	return out
+}
+
+// spread prefers providers running the fewest tasks, then the most free.
+type spread struct{}
+
+func (spread) Name() string { return "spread" }
+func (spread) Score(t *Task, cs []Candidate) []float64 {
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		// freeAfter is at most 1, so it only orders equal task counts.
+		out[i] = -float64(c.Provider.Running) + 0.5*math.Max(-1, math.Min(1, freeAfter(t, c.Provider)))
+	}
+	return out
+}
+
+// weighted blends normalized price, load and latency (lower is better for each).
+type weighted struct {
+	price, load, latency float64
+}
+
+func newWeighted(params map[string]string) (Strategy, error) {
+	w := weighted{price: 0.5, load: 0.3, latency: 0.2}
+	for _, k := range sortedKeys(params) {
+		var dst *float64
+		switch k {
+		case "price":
+			dst = &w.price
+		case "load":
+			dst = &w.load
+		case "latency":
+			dst = &w.latency
+		default:
+			return nil, FieldError{Path: k, Msg: fmt.Sprintf("weighted takes price, load and latency, not %q", k), Err: ErrBadValue}
+		}
+		v, err := strconv.ParseFloat(params[k], 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil, FieldError{Path: k, Msg: fmt.Sprintf("weight %q must be a number >= 0", params[k]), Err: ErrBadValue}
+		}
+		*dst = v
+	}
+	if w.price+w.load+w.latency == 0 {
+		return nil, FieldError{Msg: "at least one weight must be above 0", Err: ErrBadValue}
+	}
+	return w, nil
+}
+
+func (weighted) Name() string { return "weighted" }
+func (w weighted) Score(t *Task, cs []Candidate) []float64 {
+	price := normalizer(cs, func(c Candidate) float64 { return float64(c.Quote) })
+	lat := normalizer(cs, func(c Candidate) float64 { return c.Provider.LatencyMS })
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		load := 1 - math.Max(0, math.Min(1, freeAfter(t, c.Provider)))
+		out[i] = -(w.price*price(float64(c.Quote)) + w.load*load + w.latency*lat(c.Provider.LatencyMS))
+	}
+	return out
+}
+
+// normalizer maps values of f over cs to [0, 1] (min → 0); all equal → 0.
+func normalizer(cs []Candidate, f func(Candidate) float64) func(float64) float64 {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, c := range cs {
+		v := f(c)
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return func(v float64) float64 {
+		if hi <= lo {
+			return 0
+		}
+		return (v - lo) / (hi - lo)
+	}
+}
+
+// random orders candidates by a hash of (seed, task, provider): a fixed
+// shuffle per task, reproducible everywhere.
+type random struct{ seed uint64 }
+
+func newRandom(params map[string]string) (Strategy, error) {
+	r := random{}
+	for _, k := range sortedKeys(params) {
+		if k != "seed" {
+			return nil, FieldError{Path: k, Msg: fmt.Sprintf("random takes seed, not %q", k), Err: ErrBadValue}
+		}
+		v, err := strconv.ParseUint(params[k], 10, 64)
+		if err != nil {
+			return nil, FieldError{Path: k, Msg: fmt.Sprintf("seed %q must be a non-negative integer", params[k]), Err: ErrBadValue}
+		}
+		r.seed = v
+	}
+	return r, nil
+}
+
+func (random) Name() string { return "random" }
+func (r random) Score(t *Task, cs []Candidate) []float64 {
+	th := t.Hash()
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		h := fnv.New64a()
+		var seed [8]byte
+		binary.BigEndian.PutUint64(seed[:], r.seed)
+		h.Write(seed[:])
+		h.Write([]byte(th))
+		h.Write([]byte{0})
+		h.Write([]byte(c.Provider.ID))
+		out[i] = float64(h.Sum64()>>11) / (1 << 53)
+	}
+	return out
+}
