@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/pcm-mesh/pcm/drivers"
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// Resource classes in adverts and rules.
+const (
+	ClassCPU     = "cpu"
+	ClassMemory  = "memory"
+	ClassStorage = "storage"
+	ClassGPU     = "gpu"
+)
+
+// refreshFingerprints asks every driver for its capacity; a changed
+// fingerprint republishes the advert at once.
+func (a *Agent) refreshFingerprints(ctx context.Context) error {
+	fps := make(map[string]drivers.Fingerprint, len(a.order))
+	for _, name := range a.order {
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		fp, err := a.drivers[name].Fingerprint(fctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("fingerprint driver %s: %w", name, err)
+		}
+		fps[name] = fp
+	}
+	a.fpMu.Lock()
+	changed := !equalFingerprints(a.fp, fps)
+	a.fp = fps
+	a.fpMu.Unlock()
+	if changed && a.node != nil {
+		a.node.Republish()
+	}
+	return nil
+}
+
+func equalFingerprints(x, y map[string]drivers.Fingerprint) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	for k, a := range x {
+		b, ok := y[k]
+		if !ok || a.Total != b.Total || a.Free != b.Free || !maps.Equal(a.Attributes, b.Attributes) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Agent) fingerprintLoop(ctx context.Context) {
+	every := min(max(a.cfg.AdvertInterval/2, 50*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.refreshFingerprints(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("fingerprint", "err", err)
+			}
+		}
+	}
+}
+
+// classes turns driver resources into advert resource classes.
+func classes(r drivers.Resources) map[string]float64 {
+	m := map[string]float64{ClassCPU: r.CPUs, ClassMemory: float64(r.MemoryMB)}
+	if r.DiskMB > 0 {
+		m[ClassStorage] = float64(r.DiskMB)
+	}
+	if r.GPUs > 0 {
+		m[ClassGPU] = float64(r.GPUs)
+		if r.GPUModel != "" {
+			m[ClassGPU+":"+r.GPUModel] = float64(r.GPUs)
+		}
+	}
+	return m
+}
+
+func addClasses(dst, src map[string]float64) {
+	for k, v := range src {
+		dst[k] += v
+	}
+}
+
+// advert describes this provider from its drivers' fingerprints.
+func (a *Agent) advert() mesh.Advert {
+	a.fpMu.Lock()
+	fps := a.fp
+	a.fpMu.Unlock()
+	ad := mesh.Advert{Total: map[string]float64{}, Free: map[string]float64{}, Attrs: a.attrs()}
+	for _, name := range a.driverNames() {
+		fp := fps[name]
+		d := mesh.DriverInfo{Name: name, Kinds: fp.Kinds, Total: classes(fp.Total), Free: classes(fp.Free), Attrs: fp.Attributes}
+		ad.Drivers = append(ad.Drivers, d)
+		addClasses(ad.Total, d.Total)
+		addClasses(ad.Free, d.Free)
+	}
+	return ad
+}
+
+// attrs are the configured provider attributes.
+func (a *Agent) attrs() map[string]string {
+	m := map[string]string{}
+	for k, v := range a.cfg.Labels {
+		m[k] = v
+	}
+	if a.cfg.Region != "" {
+		m["region"] = a.cfg.Region
+	}
+	if a.cfg.Zone != "" {
+		m["zone"] = a.cfg.Zone
+	}
+	return m
+}

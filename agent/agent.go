@@ -1,0 +1,201 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pcm-mesh/pcm/drivers"
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// Deps are the parts an Agent is built from; cmd/pcm-agent and the
+// testnet harness construct them.
+type Deps struct {
+	Identity *mesh.Identity
+	// Drivers run tasks; the first is the default for "any".
+	Drivers []drivers.Driver
+	Logger  *slog.Logger
+	// MeshOptions adjust the mesh node (e.g. mesh.WithHost for mocknet).
+	MeshOptions []mesh.Option
+	// Version is reported by /v1/status.
+	Version string
+}
+
+// Agent is one running pcm agent.
+type Agent struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	node    *mesh.Node
+	drivers map[string]drivers.Driver
+	order   []string
+
+	api     *http.Server
+	apiAddr string
+	started time.Time
+
+	fpMu sync.Mutex
+	fp   map[string]drivers.Fingerprint
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New prepares an agent; Start brings it up.
+func New(cfg Config, deps Deps) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Identity == nil {
+		return nil, errors.New("agent: an identity is required")
+	}
+	if len(deps.Drivers) == 0 {
+		return nil, errors.New("agent: at least one driver is required (the default is local)")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Agent{cfg: cfg, deps: deps, log: log.With("component", "agent", "peer", deps.Identity.ID()), drivers: map[string]drivers.Driver{}}
+	for _, d := range deps.Drivers {
+		if _, dup := a.drivers[d.Name()]; dup {
+			return nil, fmt.Errorf("agent: driver %q configured twice", d.Name())
+		}
+		a.drivers[d.Name()] = d
+		a.order = append(a.order, d.Name())
+	}
+	mcfg, err := a.meshConfig()
+	if err != nil {
+		return nil, err
+	}
+	node, err := mesh.New(deps.Identity, mcfg, log, deps.MeshOptions...)
+	if err != nil {
+		return nil, err
+	}
+	a.node = node
+	return a, nil
+}
+
+func (a *Agent) meshConfig() (mesh.Config, error) {
+	mc := mesh.Config{
+		Listen:         a.cfg.Listen,
+		Bootstrap:      a.cfg.Bootstrap,
+		AdvertInterval: a.cfg.AdvertInterval,
+		DisableDHT:     a.cfg.DisableDHT,
+	}
+	if a.cfg.SwarmKeyFile != "" {
+		key, err := os.ReadFile(a.cfg.SwarmKeyFile)
+		if err != nil {
+			return mc, fmt.Errorf("swarm_key: %w", err)
+		}
+		mc.SwarmKey = key
+	}
+	return mc, nil
+}
+
+// Start brings up the mesh, the drivers' recovery, the advert loop and the
+// API. On error everything started is closed again.
+func (a *Agent) Start(ctx context.Context) error {
+	a.started = time.Now()
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if err := a.node.Start(ctx); err != nil {
+		cancel()
+		return err
+	}
+	if err := a.refreshFingerprints(ctx); err != nil {
+		a.Close()
+		return err
+	}
+	a.node.SetAdvertSource(a.advert)
+	for _, name := range a.order {
+		if err := a.node.Provide(ctx, mesh.KeyDriverPrefix+name); err != nil {
+			a.log.Debug("provide capability", "key", name, "err", err)
+		}
+	}
+	a.goLoop(func() { a.fingerprintLoop(runCtx) })
+	if a.cfg.APIListen != "" {
+		if err := a.startAPI(); err != nil {
+			a.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) goLoop(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+}
+
+func (a *Agent) startAPI() error {
+	ln, err := net.Listen("tcp", a.cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("api_listen %s: %w (another agent running? use --api-listen 127.0.0.1:0)", a.cfg.APIListen, err)
+	}
+	a.apiAddr = ln.Addr().String()
+	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	a.goLoop(func() {
+		if err := a.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("api server", "err", err)
+		}
+	})
+	a.log.Info("api listening", "url", a.APIURL())
+	return nil
+}
+
+// APIURL is the base URL of the HTTP API ("" without one).
+func (a *Agent) APIURL() string {
+	if a.apiAddr == "" {
+		return ""
+	}
+	return "http://" + a.apiAddr
+}
+
+// Node is the agent's mesh node.
+func (a *Agent) Node() *mesh.Node { return a.node }
+
+// ID is the agent's peer id.
+func (a *Agent) ID() string { return a.deps.Identity.ID() }
+
+// Close stops the API, the loops and the mesh. It is idempotent.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		var errs []error
+		if a.api != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, a.api.Shutdown(ctx))
+			cancel()
+		}
+		if a.cancel != nil {
+			a.cancel()
+		}
+		a.wg.Wait()
+		errs = append(errs, a.node.Close())
+		for _, name := range a.order {
+			errs = append(errs, a.drivers[name].Close())
+		}
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}
+
+// driverNames lists the enabled drivers, sorted.
+func (a *Agent) driverNames() []string {
+	out := append([]string(nil), a.order...)
+	sort.Strings(out)
+	return out
+}

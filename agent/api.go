@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// routes builds the HTTP API. Every /v1 route answers JSON; errors are
+// {"error": "..."}.
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("GET /v1/peers", a.handlePeers)
+	mux.HandleFunc("GET /v1/resources", a.handleResources)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return a.auth(mux)
+}
+
+// auth requires "Authorization: Bearer <token>" when a token is set.
+func (a *Agent) auth(next http.Handler) http.Handler {
+	if a.cfg.APIToken == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.cfg.APIToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong API token: send Authorization: Bearer <token> (pcm-agent --api-token)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	PeerID        string              `json:"peer_id"`
+	Addrs         []string            `json:"addrs"`
+	Version       string              `json:"version"`
+	UptimeSeconds float64             `json:"uptime_s"`
+	Peers         int                 `json:"peers"`
+	Providers     int                 `json:"providers"`
+	Drivers       []string            `json:"drivers"`
+	Validator     mesh.ValidatorStats `json:"validator"`
+	Ledger        any                 `json:"ledger,omitempty"`
+}
+
+// Status reports the agent's state.
+func (a *Agent) Status() Status {
+	return Status{
+		PeerID:        a.ID(),
+		Addrs:         a.node.Addrs(),
+		Version:       a.deps.Version,
+		UptimeSeconds: time.Since(a.started).Seconds(),
+		Peers:         len(a.node.Host().Network().Peers()),
+		Providers:     a.node.Table().Len(),
+		Drivers:       a.driverNames(),
+		Validator:     a.node.ValidatorStats(),
+	}
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.Status())
+}
+
+func (a *Agent) handlePeers(w http.ResponseWriter, _ *http.Request) {
+	peers := a.node.Peers()
+	if peers == nil {
+		peers = []mesh.PeerInfo{}
+	}
+	writeJSON(w, http.StatusOK, peers)
+}
+
+// handleResources lists the resource table; query parameters filter by
+// attribute (region=cn-north, driver=slurm).
+func (a *Agent) handleResources(w http.ResponseWriter, r *http.Request) {
+	filter := map[string]string{}
+	for k, v := range r.URL.Query() {
+		if len(v) > 0 {
+			filter[strings.TrimPrefix(k, "attr.")] = v[0]
+		}
+	}
+	writeJSON(w, http.StatusOK, a.node.Table().List(filter))
+}

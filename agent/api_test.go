@@ -1,0 +1,66 @@
+package agent_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/testnet"
+)
+
+func TestAPIRefusesOpenNonLoopbackBind(t *testing.T) {
+	cfg := agent.DefaultConfig()
+	cfg.APIListen = "0.0.0.0:8999"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "api_token") {
+		t.Fatalf("non-loopback API without token: err = %v, want one naming api_token", err)
+	}
+	cfg.APIToken = "s3cret"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("with a token: %v", err)
+	}
+}
+
+func TestAPITokenRequired(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1, Configure: func(_ int, c *agent.Config) { c.APIToken = "s3cret" }})
+	url := m.Nodes[0].Agent().APIURL() + "/v1/status"
+	for _, tc := range []struct {
+		header string
+		want   int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer wrong", http.StatusUnauthorized},
+		{"Bearer s3cret", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tc.header != "" {
+			req.Header.Set("Authorization", tc.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Authorization %q: status %d, want %d", tc.header, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestLoadConfigNamesBadField(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"regoin: x\n", "line 1: regoin: field regoin not found"},
+		{"advert_interval: soon\n", "advert_interval"},
+		{"drivers:\n  docker: {}\n", "drivers.docker"},
+		{"prices:\n  cpu: -1\n", "prices.cpu"},
+	} {
+		_, err := agent.LoadConfig("agent.yaml", []byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "agent.yaml") {
+			t.Errorf("%q: err = %v, want it to name agent.yaml and %q", tc.doc, err, tc.want)
+		}
+	}
+	if _, err := agent.LoadConfig("empty.yaml", nil); err != nil {
+		t.Errorf("empty config: %v", err)
+	}
+}

@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is an agent's configuration, as read from its YAML file (flags
+// override it in cmd/pcm-agent). Zero values take DefaultConfig's.
+type Config struct {
+	DataDir        string            `yaml:"data_dir"`
+	Listen         []string          `yaml:"listen"`
+	Bootstrap      []string          `yaml:"bootstrap"`
+	SwarmKeyFile   string            `yaml:"swarm_key"`
+	APIListen      string            `yaml:"api_listen"`
+	APIToken       string            `yaml:"api_token"`
+	Region         string            `yaml:"region"`
+	Zone           string            `yaml:"zone"`
+	Labels         map[string]string `yaml:"labels"`
+	AdvertInterval time.Duration     `yaml:"advert_interval"`
+	// Drivers maps a driver kind (local, sim, slurm, kubernetes, exec) to
+	// its settings; default: {local: {}}.
+	Drivers map[string]yaml.Node `yaml:"drivers"`
+	// Prices are this provider's prices in the default framework, in
+	// currency units per unit-hour by resource class (cpu, memory, gpu...).
+	Prices     map[string]float64 `yaml:"prices"`
+	Frameworks []string           `yaml:"frameworks"`
+	Ledger     LedgerConfig       `yaml:"ledger"`
+	LogLevel   string             `yaml:"log_level"`
+	// DisableDHT is for large in-process test meshes.
+	DisableDHT bool `yaml:"-"`
+}
+
+// LedgerConfig configures this agent's ledger replica.
+type LedgerConfig struct {
+	Bootstrap    bool          `yaml:"bootstrap"`
+	MaxVoters    int           `yaml:"max_voters"`
+	MaxNonVoters int           `yaml:"max_non_voters"`
+	VoterTimeout time.Duration `yaml:"voter_timeout"`
+}
+
+// DefaultAPIListen is the API address PCM users know.
+const DefaultAPIListen = "127.0.0.1:8999"
+
+// DefaultConfig is an agent with the local driver and its own ledger.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		APIListen:      DefaultAPIListen,
+		AdvertInterval: 10 * time.Second,
+		Ledger:         LedgerConfig{MaxVoters: 3, MaxNonVoters: 6, VoterTimeout: 30 * time.Second},
+		LogLevel:       "info",
+	}
+}
+
+// LoadConfig decodes a YAML config; unknown fields are errors naming the
+// line. Fields missing from the file keep DefaultConfig's values.
+func LoadConfig(name string, data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config %s: %w", name, namedFields(data, err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every field and names the ones that are wrong.
+func (c Config) Validate() error {
+	var errs []error
+	if c.APIListen != "" {
+		if _, _, err := net.SplitHostPort(c.APIListen); err != nil {
+			errs = append(errs, fmt.Errorf("api_listen %q: want HOST:PORT such as 127.0.0.1:8999", c.APIListen))
+		} else if !isLoopback(c.APIListen) && c.APIToken == "" {
+			errs = append(errs, fmt.Errorf("api_listen %q is not a loopback address: set api_token (--api-token) so the API is not open to the network", c.APIListen))
+		}
+	}
+	if c.AdvertInterval != 0 && c.AdvertInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("advert_interval %s is too short; use at least 10ms (default 10s)", c.AdvertInterval))
+	}
+	for k := range c.Drivers {
+		switch k {
+		case "local", "sim", "slurm", "kubernetes", "exec":
+		default:
+			errs = append(errs, fmt.Errorf("drivers.%s: unknown driver; known: local, sim, slurm, kubernetes, exec", k))
+		}
+	}
+	for k, v := range c.Prices {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("prices.%s is %v; prices cannot be negative", k, v))
+		}
+	}
+	if c.Ledger.MaxVoters < 0 || c.Ledger.MaxVoters%2 == 0 && c.Ledger.MaxVoters != 0 {
+		errs = append(errs, fmt.Errorf("ledger.max_voters %d: use an odd number (1, 3, 5)", c.Ledger.MaxVoters))
+	}
+	return errors.Join(errs...)
+}
+
+// isLoopback reports whether a HOST:PORT binds only to loopback.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+var lineRe = regexp.MustCompile(`line (\d+): `)
+
+// namedFields adds the field path to yaml's "line N:" errors, so a type
+// error says which field is wrong and not just where.
+func namedFields(data []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	msg := lineRe.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		line, _ := strconv.Atoi(lineRe.FindStringSubmatch(m)[1])
+		if path := pathAtLine(&root, line, ""); path != "" {
+			return fmt.Sprintf("line %d: %s: ", line, path)
+		}
+		return m
+	})
+	return fmt.Errorf("%s (%w)", msg, errBadConfig)
+}
+
+var errBadConfig = errors.New("fix the field and start again")
+
+// pathAtLine finds the dotted key path of the mapping entry on line.
+func pathAtLine(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if p := pathAtLine(c, line, prefix); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			path := k.Value
+			if prefix != "" {
+				path = prefix + "." + k.Value
+			}
+			if k.Line == line {
+				return path
+			}
+			if p := pathAtLine(v, line, path); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
