@@ -57,7 +57,11 @@ func newDriver(t testing.TB, dir string, mut func(*Config)) *Driver {
 	if mut != nil {
 		mut(&cfg)
 	}
-	d, err := New(cfg, testLogger(t))
+	logger := testLogger(t)
+	if _, isBench := t.(*testing.B); isBench {
+		logger = slog.New(slog.DiscardHandler) // benchmarks print every b.Log
+	}
+	d, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
