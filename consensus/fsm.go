@@ -1,0 +1,453 @@
+package consensus
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+)
+
+// Key layout of the FSM database.
+var (
+	prefixRecord    = []byte("r/") // r/<index be64>          → Record JSON
+	prefixID        = []byte("i/") // i/<type>\x00<id>        → index be64
+	prefixBalance   = []byte("b/") // b/<peer>                → int64 be64
+	prefixAgreement = []byte("a/") // a/<task id>             → index be64 of the latest agreement
+	keyHead         = []byte("m/head")
+)
+
+// head is the chain head and the last raft log applied.
+type head struct {
+	Index     uint64 `json:"index"`
+	Hash      string `json:"hash"`
+	RaftIndex uint64 `json:"raft_index"`
+}
+
+// command is the data of one raft log: a batch of entries proposed together.
+type command struct {
+	Entries []Entry `json:"entries"`
+}
+
+// result is the outcome of one entry of a batch.
+type result struct {
+	Receipt Receipt
+	Err     error
+}
+
+// fsm applies batches to Badger, links records into the hash chain and keeps
+// balances. It is deterministic: every replica applying the same logs reaches
+// the same state and head.
+type fsm struct {
+	db       *badger.DB
+	verifier Verifier
+	verified *verifiedCache
+	logger   *slog.Logger
+	notify   func([]Record) // called after each commit, in order, on the FSM goroutine
+
+	mu      sync.Mutex // guards head and changed
+	head    head
+	changed chan struct{} // closed and replaced whenever head changes
+}
+
+var (
+	_ raft.FSM         = (*fsm)(nil)
+	_ raft.BatchingFSM = (*fsm)(nil)
+)
+
+func newFSM(db *badger.DB, v Verifier, logger *slog.Logger) (*fsm, error) {
+	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), logger: logger, changed: make(chan struct{})}
+	h, err := readHead(db)
+	if err != nil {
+		return nil, err
+	}
+	f.head = h
+	return f, nil
+}
+
+func readHead(db *badger.DB) (head, error) {
+	h := head{Hash: GenesisHash}
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyHead)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &h) })
+	})
+	if err != nil {
+		return h, fmt.Errorf("read ledger head: %w", err)
+	}
+	return h, nil
+}
+
+// state returns the head and a channel closed at the next change.
+func (f *fsm) state() (head, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.head, f.changed
+}
+
+func (f *fsm) setHead(h head) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.head = h
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Apply applies one log.
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies committed logs in one Badger transaction (split only
+// if Badger says it is too big). Logs already applied (raft index at or below
+// the stored head) are skipped, so replay after a restart is a no-op.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	cur, _ := f.state()
+	cmds := make([]*command, len(logs))
+	var all []*Entry
+	for i, l := range logs {
+		if l.Type != raft.LogCommand || l.Index <= cur.RaftIndex {
+			continue
+		}
+		var c command
+		if err := json.Unmarshal(l.Data, &c); err != nil {
+			out[i] = []result{{Err: fmt.Errorf("raft log %d does not decode: %w", l.Index, ErrInvalid)}}
+			continue
+		}
+		cmds[i] = &c
+		for j := range c.Entries {
+			all = append(all, &c.Entries[j])
+		}
+	}
+	sigOK := f.verifyAll(all)
+
+	w := &writer{db: f.db, txn: f.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
+	h := cur
+	var applied []Record
+	k := 0
+	for i, l := range logs {
+		if l.Index > h.RaftIndex {
+			h.RaftIndex = l.Index
+		}
+		if cmds[i] == nil {
+			continue
+		}
+		res := make([]result, len(cmds[i].Entries))
+		for j := range cmds[i].Entries {
+			e := &cmds[i].Entries[j]
+			if err := sigOK[k]; err != nil {
+				res[j].Err = err
+			} else {
+				rec, dup, err := f.applyEntry(w, h, e)
+				switch {
+				case err != nil:
+					res[j].Err = err
+				case dup:
+					res[j].Receipt = Receipt{Index: rec.Index, Hash: rec.Hash, Duplicate: true}
+				default:
+					h.Index, h.Hash = rec.Index, rec.Hash
+					// The head is written with every record, so a transaction
+					// split by size never leaves records beyond the head.
+					if err := w.setHead(h); err != nil {
+						panic(fmt.Sprintf("consensus: write ledger head %d: %v", h.Index, err))
+					}
+					applied = append(applied, rec)
+					res[j].Receipt = Receipt{Index: rec.Index, Hash: rec.Hash}
+				}
+			}
+			k++
+		}
+		out[i] = res
+	}
+	if h != cur {
+		err := w.setHead(h)
+		if err == nil {
+			err = w.txn.Commit()
+		}
+		if err != nil {
+			// The state on disk is unknown; a replica must not diverge silently.
+			panic(fmt.Sprintf("consensus: commit ledger state at raft index %d: %v", h.RaftIndex, err))
+		}
+		f.setHead(h)
+	}
+	if len(applied) > 0 && f.notify != nil {
+		f.notify(applied)
+	}
+	return out
+}
+
+// verifyAll checks the signatures of entries not verified by this process
+// already (at propose time), in parallel. It returns one error per entry.
+func (f *fsm) verifyAll(entries []*Entry) []error {
+	errs := make([]error, len(entries))
+	var todo []int
+	for i, e := range entries {
+		if !f.verified.has(e) {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return errs
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := w; n < len(todo); n += workers {
+				e := entries[todo[n]]
+				errs[todo[n]] = e.Validate(f.verifier)
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// applyEntry checks e against the state and writes it. dup reports an id
+// already applied with the same payload (rec is then the original record).
+func (f *fsm) applyEntry(w *writer, h head, e *Entry) (rec Record, dup bool, err error) {
+	p, err := e.decode()
+	if err != nil {
+		return rec, false, err
+	}
+	idKey := idKey(e.Type, e.ID)
+	if idx, ok, err := w.getIndex(idKey); err != nil {
+		return rec, false, err
+	} else if ok {
+		orig, err := getRecord(w.txn, idx)
+		if err != nil {
+			return rec, false, err
+		}
+		if string(orig.Payload) != string(e.Payload) {
+			return rec, false, fmt.Errorf("%s id %q is already used by record %d with a different payload; use a new id: %w", e.Type, e.ID, idx, ErrRejected)
+		}
+		return orig, true, nil
+	}
+	if err := f.checkState(w, p); err != nil {
+		return rec, false, fmt.Errorf("%s %q: %w", e.Type, e.ID, err)
+	}
+	rec = Record{Index: h.Index + 1, Time: p.when(), Entry: *e, PrevHash: h.Hash}
+	rec.Hash = ChainHash(rec.PrevHash, rec.Index, &rec.Entry)
+	rb, err := json.Marshal(rec)
+	if err != nil {
+		return rec, false, fmt.Errorf("encode record %d: %w", rec.Index, err)
+	}
+	if err := firstErr(w.set(recordKey(rec.Index), rb), w.set(idKey, be64(rec.Index))); err != nil {
+		return rec, false, err
+	}
+	switch p := p.(type) {
+	case *Agreement:
+		err = w.set(append(append([]byte{}, prefixAgreement...), p.TaskID...), be64(rec.Index))
+	case *Settlement:
+		err = firstErr(w.addBalance(p.Payer, -p.Amount), w.addBalance(p.Payee, p.Amount))
+	}
+	return rec, false, err
+}
+
+// checkState enforces the rules that depend on earlier records.
+func (f *fsm) checkState(w *writer, p payload) error {
+	switch p := p.(type) {
+	case *Agreement:
+		prev, ok, err := latestAgreement(w.txn, p.TaskID)
+		if err != nil {
+			return err
+		}
+		if ok && prev.Attempt >= p.Attempt {
+			return fmt.Errorf("task %q already has agreement %q with attempt %d; a new agreement needs a higher attempt: %w", p.TaskID, prev.ID, prev.Attempt, ErrRejected)
+		}
+	case *TaskEvent:
+		a, err := agreementByID(w, p.AgreementID)
+		if err != nil {
+			return err
+		}
+		if a.TaskID != p.TaskID {
+			return fmt.Errorf("agreement %q is for task %q, not %q: %w", a.ID, a.TaskID, p.TaskID, ErrRejected)
+		}
+		ok := false
+		switch p.Event {
+		case EventStarted, EventSucceeded, EventFailed:
+			ok = p.Author == a.Provider
+		case EventLost:
+			ok = p.Author == a.Broker
+		case EventCancelled:
+			ok = p.Author == a.Provider || p.Author == a.Broker
+		}
+		if !ok {
+			return fmt.Errorf("event %q must be authored by the agreement's provider or broker as documented, not %s: %w", p.Event, p.Author, ErrRejected)
+		}
+	case *Settlement:
+		a, err := agreementByID(w, p.AgreementID)
+		if err != nil {
+			return err
+		}
+		if a.Broker != p.Payer || a.Provider != p.Payee || (p.TaskID != "" && p.TaskID != a.TaskID) {
+			return fmt.Errorf("settlement must pay from the agreement's broker %s to its provider %s for task %q: %w", a.Broker, a.Provider, a.TaskID, ErrRejected)
+		}
+	}
+	return nil
+}
+
+func agreementByID(w *writer, id string) (*Agreement, error) {
+	idx, ok, err := w.getIndex(idKey(TypeAgreement, id))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("agreement %q is not in the ledger; commit the agreement first: %w", id, ErrRejected)
+	}
+	rec, err := getRecord(w.txn, idx)
+	if err != nil {
+		return nil, err
+	}
+	var a Agreement
+	if err := json.Unmarshal(rec.Payload, &a); err != nil {
+		return nil, fmt.Errorf("record %d: %w", idx, err)
+	}
+	return &a, nil
+}
+
+func latestAgreement(txn *badger.Txn, taskID string) (Agreement, bool, error) {
+	var a Agreement
+	item, err := txn.Get(append(append([]byte{}, prefixAgreement...), taskID...))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return a, false, nil
+	}
+	if err != nil {
+		return a, false, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return a, false, err
+	}
+	rec, err := getRecord(txn, binary.BigEndian.Uint64(v))
+	if err != nil {
+		return a, false, err
+	}
+	return a, true, json.Unmarshal(rec.Payload, &a)
+}
+
+func getRecord(txn *badger.Txn, index uint64) (Record, error) {
+	var rec Record
+	item, err := txn.Get(recordKey(index))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return rec, fmt.Errorf("record %d: %w", index, ErrNotFound)
+	}
+	if err != nil {
+		return rec, fmt.Errorf("read record %d: %w", index, err)
+	}
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+	if err != nil {
+		return rec, fmt.Errorf("record %d does not decode: %w", index, err)
+	}
+	return rec, nil
+}
+
+func recordKey(index uint64) []byte { return append(append([]byte{}, prefixRecord...), be64(index)...) }
+
+func idKey(typ, id string) []byte {
+	k := append(append([]byte{}, prefixID...), typ...)
+	return append(append(k, 0), id...)
+}
+
+func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// writer is a Badger transaction that commits and renews itself when it
+// grows too big.
+type writer struct {
+	db  *badger.DB
+	txn *badger.Txn
+}
+
+func (w *writer) set(k, v []byte) error {
+	err := w.txn.Set(k, v)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = w.txn.Commit(); err != nil {
+			return fmt.Errorf("commit ledger state: %w", err)
+		}
+		w.txn = w.db.NewTransaction(true)
+		err = w.txn.Set(k, v)
+	}
+	return err
+}
+
+func (w *writer) setHead(h head) error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return w.set(keyHead, b)
+}
+
+func (w *writer) getIndex(k []byte) (uint64, bool, error) {
+	item, err := w.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil || len(v) != 8 {
+		return 0, false, fmt.Errorf("index key %q is corrupt: %v", k, err)
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+func (w *writer) addBalance(peer string, delta int64) error {
+	k := append(append([]byte{}, prefixBalance...), peer...)
+	cur, _, err := w.getIndex(k)
+	if err != nil {
+		return err
+	}
+	return w.set(k, be64(uint64(int64(cur)+delta)))
+}
+
+// verifiedCache remembers entries whose signatures this process checked at
+// propose time, so the FSM need not check them again.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]struct{}
+}
+
+const verifiedCacheMax = 1 << 16
+
+func newVerifiedCache() *verifiedCache { return &verifiedCache{m: make(map[[32]byte]struct{})} }
+
+func entryDigest(e *Entry) [32]byte {
+	b, _ := hex.DecodeString(ChainHash(GenesisHash, 0, e))
+	var d [32]byte
+	copy(d[:], b)
+	return sha256.Sum256(d[:])
+}
+
+func (c *verifiedCache) add(e *Entry) {
+	d := entryDigest(e)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= verifiedCacheMax {
+		clear(c.m)
+	}
+	c.m[d] = struct{}{}
+}
+
+func (c *verifiedCache) has(e *Entry) bool {
+	d := entryDigest(e)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[d]
+	return ok
+}

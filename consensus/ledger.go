@@ -1,0 +1,430 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+)
+
+// Role is a node's part in the ledger.
+type Role string
+
+// Roles.
+const (
+	RoleVoter    Role = "voter"
+	RoleNonVoter Role = "nonvoter"
+	RoleClient   Role = "client" // holds no copy; reads and proposes through a replica
+)
+
+// Ledger is one node's view of the replicated ledger.
+type Ledger struct {
+	cfg    Config
+	logger *slog.Logger
+
+	store *Store
+	fsmDB *badger.DB
+	fsm   *fsm
+	snaps raft.SnapshotStore
+	raft  *raft.Raft
+
+	proposals chan *proposal
+	inflight  chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	subsMu sync.Mutex
+	subs   map[int]*subscriber
+	nextID int
+
+	viaMu sync.Mutex
+	via   []string // replicas a client-role node talks through
+}
+
+// Open opens the ledger's stores in cfg.Dir. It starts nothing.
+func Open(cfg Config) (*Ledger, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.With("component", "ledger", "node", shortID(cfg.ID))
+	for _, d := range []string{"raft", "fsm"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("create ledger dir: %w", err)
+		}
+	}
+	store, err := OpenStore(filepath.Join(cfg.Dir, "raft"), logger.With("db", "raft"))
+	if err != nil {
+		return nil, err
+	}
+	fsmDB, err := openBadger(filepath.Join(cfg.Dir, "fsm"), false, logger.With("db", "fsm"))
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	f, err := newFSM(fsmDB, cfg.Verifier, logger)
+	if err != nil {
+		_ = store.Close()
+		_ = fsmDB.Close()
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, newHCLogger(logger.With("component", "snapshots")))
+	if err != nil {
+		_ = store.Close()
+		_ = fsmDB.Close()
+		return nil, fmt.Errorf("open ledger snapshots in %s: %w", cfg.Dir, err)
+	}
+	l := &Ledger{
+		cfg: cfg, logger: logger, store: store, fsmDB: fsmDB, fsm: f, snaps: snaps,
+		proposals: make(chan *proposal, 4*cfg.MaxBatch),
+		inflight:  make(chan struct{}, cfg.MaxInflight),
+		done:      make(chan struct{}),
+		subs:      make(map[int]*subscriber),
+	}
+	f.notify = l.publish
+	return l, nil
+}
+
+// Start starts raft, bootstrapping a one-voter cluster when cfg.Bootstrap is
+// set and no raft state exists, and the leader's batcher and voter monitor.
+func (l *Ledger) Start(ctx context.Context) error {
+	if l.raft != nil {
+		return errors.New("ledger already started")
+	}
+	rc := l.cfg.raftConfig()
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("ledger raft config: %w", err)
+	}
+	if l.cfg.Bootstrap {
+		has, err := raft.HasExistingState(l.store, l.store, l.snaps)
+		if err != nil {
+			return fmt.Errorf("inspect ledger state: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(l.cfg.ID), Address: raft.ServerAddress(l.cfg.ID)}}}
+			if err := raft.BootstrapCluster(rc, l.store, l.store, l.snaps, l.cfg.Transport, conf); err != nil {
+				return fmt.Errorf("bootstrap ledger: %w", err)
+			}
+			l.logger.Info("bootstrapped a new ledger")
+		}
+	}
+	r, err := raft.NewRaft(rc, l.fsm, l.store, l.store, l.snaps, l.cfg.Transport)
+	if err != nil {
+		return fmt.Errorf("start ledger raft: %w", err)
+	}
+	l.raft = r
+	obs := make(chan raft.Observation, 64)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	}))
+	l.wg.Add(2)
+	go l.batcher()
+	go l.monitor(obs)
+	return ctx.Err()
+}
+
+// Close stops raft and the stores; it is idempotent and waits for every
+// goroutine the ledger started.
+func (l *Ledger) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		var errs []error
+		if l.raft != nil {
+			errs = append(errs, l.raft.Shutdown().Error())
+		}
+		l.wg.Wait()
+		if c, ok := l.cfg.Transport.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+		l.subsMu.Lock()
+		for id, s := range l.subs {
+			s.stop()
+			delete(l.subs, id)
+		}
+		l.subsMu.Unlock()
+		errs = append(errs, l.store.Close(), l.fsmDB.Close())
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}
+
+func (l *Ledger) closed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// IsLeader reports whether this node leads the ledger.
+func (l *Ledger) IsLeader() bool { return l.raft != nil && l.raft.State() == raft.Leader }
+
+// Role reports this node's part: voter or non-voter if it is in the raft
+// configuration, else client.
+func (l *Ledger) Role() Role {
+	if l.raft == nil {
+		return RoleClient
+	}
+	f := l.raft.GetConfiguration()
+	if f.Error() != nil {
+		return RoleClient
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(l.cfg.ID) {
+			if s.Suffrage == raft.Voter {
+				return RoleVoter
+			}
+			return RoleNonVoter
+		}
+	}
+	return RoleClient
+}
+
+// Head returns the local chain head.
+func (l *Ledger) Head() (index uint64, hash string) {
+	h, _ := l.fsm.state()
+	return h.Index, h.Hash
+}
+
+// WaitApplied waits until the local FSM has applied ledger index index.
+func (l *Ledger) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		h, changed := l.fsm.state()
+		if h.Index >= index {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("wait for ledger index %d (at %d): %w", index, h.Index, ctx.Err())
+		}
+	}
+}
+
+func (l *Ledger) leader() string {
+	if l.raft == nil {
+		return ""
+	}
+	_, id := l.raft.LeaderWithID()
+	return string(id)
+}
+
+// proposal is one entry waiting for the leader's batcher.
+type proposal struct {
+	entry Entry
+	done  chan result
+}
+
+// errRetry marks a proposal that never reached the raft log; it is retried.
+var errRetry = errors.New("proposal not appended; retry")
+
+// Propose validates e (schema, size, signatures) and commits it. A non-leader
+// forwards it to the leader. It returns after the leader applied the entry
+// and, on a replica, after the local FSM applied it too, so a read that
+// follows sees it. A duplicate id with the same payload returns the original
+// record's receipt with Duplicate set. When the leader changes during the
+// proposal it returns ErrOutcomeUnknown: retry with the same entry.
+func (l *Ledger) Propose(ctx context.Context, e Entry) (Receipt, error) {
+	return l.propose(ctx, e, 0)
+}
+
+func (l *Ledger) propose(ctx context.Context, e Entry, hops int) (Receipt, error) {
+	if l.closed() {
+		return Receipt{}, ErrClosed
+	}
+	if err := e.Validate(l.cfg.Verifier); err != nil {
+		return Receipt{}, err
+	}
+	l.fsm.verified.add(&e)
+	backoff := 10 * time.Millisecond
+	for {
+		var rec Receipt
+		var err error
+		if l.IsLeader() {
+			rec, err = l.proposeLocal(ctx, e)
+		} else if hops >= maxHops {
+			return Receipt{}, fmt.Errorf("forwarded proposal reached a node that is not the leader: %w", ErrNotLeader)
+		} else if target := l.forwardTarget(); target != "" {
+			var resp response
+			resp, err = l.call(ctx, target, request{Op: opPropose, Hops: hops + 1, Entry: &e})
+			if err == nil {
+				rec = *resp.Receipt
+			}
+			if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrClosed) {
+				err = errRetry
+			}
+		} else {
+			err = errRetry
+		}
+		if err == nil {
+			if l.Role() != RoleClient {
+				if werr := l.WaitApplied(ctx, rec.Index); werr != nil {
+					return rec, fmt.Errorf("committed at index %d but not yet applied here: %w", rec.Index, werr)
+				}
+			}
+			return rec, nil
+		}
+		if !errors.Is(err, errRetry) {
+			return Receipt{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Receipt{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+		case <-l.done:
+			return Receipt{}, ErrClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// forwardTarget is the leader, or for a node outside the raft
+// configuration, a replica it joined through.
+func (l *Ledger) forwardTarget() string {
+	if ld := l.leader(); ld != "" && ld != l.cfg.ID {
+		return ld
+	}
+	if l.Role() == RoleClient {
+		l.viaMu.Lock()
+		defer l.viaMu.Unlock()
+		for _, v := range l.via {
+			if v != l.cfg.ID {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// proposeLocal hands e to the leader's batcher and waits for its result.
+func (l *Ledger) proposeLocal(ctx context.Context, e Entry) (Receipt, error) {
+	p := &proposal{entry: e, done: make(chan result, 1)}
+	select {
+	case l.proposals <- p:
+	case <-ctx.Done():
+		return Receipt{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+	case <-l.done:
+		return Receipt{}, ErrClosed
+	}
+	select {
+	case r := <-p.done:
+		return r.Receipt, r.Err
+	case <-ctx.Done():
+		return Receipt{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// batcher coalesces queued proposals into one raft log each, keeping up to
+// MaxInflight batches in flight; while they are, new proposals queue up and
+// form the next, larger batch.
+func (l *Ledger) batcher() {
+	defer l.wg.Done()
+	for {
+		var first *proposal
+		select {
+		case <-l.done:
+			l.failQueued()
+			return
+		case first = <-l.proposals:
+		}
+		select {
+		case l.inflight <- struct{}{}:
+		case <-l.done:
+			first.done <- result{Err: ErrClosed}
+			l.failQueued()
+			return
+		}
+		batch := []*proposal{first}
+		size := len(first.entry.Payload)
+	drain:
+		for len(batch) < l.cfg.MaxBatch && size < 4<<20 {
+			select {
+			case p := <-l.proposals:
+				batch = append(batch, p)
+				size += len(p.entry.Payload)
+			default:
+				break drain
+			}
+		}
+		cmd := command{Entries: make([]Entry, len(batch))}
+		for i, p := range batch {
+			cmd.Entries[i] = p.entry
+		}
+		data, err := json.Marshal(cmd)
+		if err != nil {
+			for _, p := range batch {
+				p.done <- result{Err: fmt.Errorf("encode batch: %w", err)}
+			}
+			<-l.inflight
+			continue
+		}
+		f := l.raft.Apply(data, 0)
+		l.wg.Add(1)
+		go l.awaitBatch(f, batch)
+	}
+}
+
+func (l *Ledger) awaitBatch(f raft.ApplyFuture, batch []*proposal) {
+	defer l.wg.Done()
+	defer func() { <-l.inflight }()
+	err := f.Error()
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		err = errRetry // never appended
+	case errors.Is(err, raft.ErrRaftShutdown):
+		err = fmt.Errorf("%w: ledger shut down: %w", ErrOutcomeUnknown, ErrClosed)
+	default:
+		err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
+	if err != nil {
+		for _, p := range batch {
+			p.done <- result{Err: err}
+		}
+		return
+	}
+	res, _ := f.Response().([]result)
+	for i, p := range batch {
+		if i < len(res) {
+			p.done <- res[i]
+		} else {
+			p.done <- result{Err: fmt.Errorf("batch applied without a result: %w", ErrOutcomeUnknown)}
+		}
+	}
+}
+
+func (l *Ledger) failQueued() {
+	for {
+		select {
+		case p := <-l.proposals:
+			p.done <- result{Err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[len(id)-8:]
+	}
+	return id
+}

@@ -1,0 +1,291 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Membership is the raft configuration as one replica sees it, with every
+// replica's progress.
+type Membership struct {
+	Leader    string          `json:"leader"`
+	Voters    []string        `json:"voters"`
+	NonVoters []string        `json:"non_voters"`
+	Replicas  []ReplicaStatus `json:"replicas"`
+}
+
+// ReplicaStatus is one replica's state; Error is set when it did not answer.
+type ReplicaStatus struct {
+	ID        string `json:"id"`
+	Role      Role   `json:"role"`
+	Leader    bool   `json:"leader"`
+	Index     uint64 `json:"index"`
+	Hash      string `json:"hash"`
+	RaftIndex uint64 `json:"raft_index"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Join asks the peers in via (any replica forwards to the leader) to add this
+// node, and retries until one answers or ctx ends. The leader adds a voter
+// while there are fewer than MaxVoters, else a non-voter while there are
+// fewer than MaxNonVoters, else answers RoleClient: the node then reads and
+// proposes through via. Joining again is harmless and returns the current role.
+func (l *Ledger) Join(ctx context.Context, via []string) (Role, error) {
+	l.viaMu.Lock()
+	l.via = slices.DeleteFunc(slices.Clone(via), func(s string) bool { return s == l.cfg.ID })
+	peers := slices.Clone(l.via)
+	l.viaMu.Unlock()
+	backoff := 50 * time.Millisecond
+	for {
+		if r := l.Role(); r != RoleClient && l.leader() != "" {
+			return r, nil
+		}
+		var lastErr error
+		for _, p := range peers {
+			resp, err := l.call(ctx, p, request{Op: opJoin, Node: l.cfg.ID})
+			if err == nil {
+				l.logger.Info("joined the ledger", "role", resp.Role, "via", shortID(p))
+				return resp.Role, nil
+			}
+			lastErr = err
+		}
+		if len(peers) == 0 {
+			return RoleClient, fmt.Errorf("join ledger: no peers to ask; pass replicas in via or bootstrap: %w", ErrNotLeader)
+		}
+		select {
+		case <-ctx.Done():
+			return RoleClient, fmt.Errorf("join ledger via %d peers: %w (last error: %v)", len(peers), ctx.Err(), lastErr)
+		case <-l.done:
+			return RoleClient, ErrClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// handleJoin runs on the leader (other replicas forward it there).
+func (l *Ledger) handleJoin(ctx context.Context, node string, hops int) (Role, error) {
+	if node == "" {
+		return RoleClient, fmt.Errorf("join request without a node id: %w", ErrInvalid)
+	}
+	if !l.IsLeader() {
+		target := l.leader()
+		if target == "" || hops >= maxHops {
+			return RoleClient, fmt.Errorf("join: this replica is not the leader: %w", ErrNotLeader)
+		}
+		resp, err := l.call(ctx, target, request{Op: opJoin, Node: node, Hops: hops + 1})
+		return resp.Role, err
+	}
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return RoleClient, fmt.Errorf("read ledger configuration: %w", err)
+	}
+	voters, nonVoters := 0, 0
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == node {
+			if s.Suffrage == raft.Voter {
+				return RoleVoter, nil
+			}
+			return RoleNonVoter, nil
+		}
+		if s.Suffrage == raft.Voter {
+			voters++
+		} else {
+			nonVoters++
+		}
+	}
+	id, addr := raft.ServerID(node), raft.ServerAddress(node)
+	switch {
+	case voters < l.cfg.MaxVoters:
+		if err := l.raft.AddVoter(id, addr, 0, 10*time.Second).Error(); err != nil {
+			return RoleClient, l.raftErr("add voter", err)
+		}
+		l.note(node, "added voter")
+		return RoleVoter, nil
+	case nonVoters < l.cfg.MaxNonVoters:
+		if err := l.raft.AddNonvoter(id, addr, 0, 10*time.Second).Error(); err != nil {
+			return RoleClient, l.raftErr("add non-voter", err)
+		}
+		l.note(node, "added non-voter")
+		return RoleNonVoter, nil
+	}
+	return RoleClient, nil
+}
+
+func (l *Ledger) raftErr(what string, err error) error {
+	if err == raft.ErrNotLeader || err == raft.ErrLeadershipLost {
+		return fmt.Errorf("%s: %w: %w", what, ErrNotLeader, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// note records a membership change in the ledger when a Signer is set.
+func (l *Ledger) note(node, change string) {
+	l.logger.Info("ledger membership changed", "peer", shortID(node), "change", change)
+	if l.cfg.Signer == nil {
+		return
+	}
+	now := time.Now().UTC()
+	n := MembershipNote{V: PayloadVersion, ID: fmt.Sprintf("membership/%s/%d", node, now.UnixNano()),
+		Node: node, Change: change, Author: l.cfg.Signer.ID(), Time: now}
+	e, err := NewEntry(TypeMembership, n.ID, n, l.cfg.Signer)
+	if err != nil {
+		l.logger.Warn("sign membership note", "err", err)
+		return
+	}
+	if l.closed() {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		ctx, cancel := l.bounded(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := l.Propose(ctx, e); err != nil {
+			l.logger.Debug("record membership note", "err", err)
+		}
+	}()
+}
+
+// monitor runs for the ledger's life. On the leader it removes a voter or
+// non-voter whose heartbeats have failed for longer than VoterTimeout and
+// promotes a healthy non-voter while voters are fewer than MaxVoters.
+func (l *Ledger) monitor(obs chan raft.Observation) {
+	defer l.wg.Done()
+	failing := map[raft.ServerID]time.Time{}
+	tick := time.NewTicker(max(l.cfg.VoterTimeout/4, 20*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case o := <-obs:
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if _, ok := failing[d.PeerID]; !ok {
+					since := d.LastContact
+					if since.IsZero() {
+						since = time.Now()
+					}
+					failing[d.PeerID] = since
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(failing, d.PeerID)
+			}
+		case <-tick.C:
+			if !l.IsLeader() {
+				clear(failing)
+				continue
+			}
+			l.reconcile(failing)
+		}
+	}
+}
+
+// reconcile removes long-failing servers and fills voter seats.
+func (l *Ledger) reconcile(failing map[raft.ServerID]time.Time) {
+	f := l.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	servers := f.Configuration().Servers
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	for _, s := range servers {
+		since, bad := failing[s.ID]
+		if !bad || time.Since(since) < l.cfg.VoterTimeout || string(s.ID) == l.cfg.ID {
+			continue
+		}
+		if err := l.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+			l.logger.Warn("remove unreachable ledger replica", "peer", shortID(string(s.ID)), "err", err)
+			return
+		}
+		delete(failing, s.ID)
+		if s.Suffrage == raft.Voter {
+			voters--
+			l.note(string(s.ID), fmt.Sprintf("removed voter unreachable for %s", l.cfg.VoterTimeout))
+		} else {
+			l.note(string(s.ID), fmt.Sprintf("removed non-voter unreachable for %s", l.cfg.VoterTimeout))
+		}
+	}
+	for _, s := range servers {
+		if voters >= l.cfg.MaxVoters {
+			return
+		}
+		if _, bad := failing[s.ID]; bad || s.Suffrage == raft.Voter {
+			continue
+		}
+		if err := l.raft.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err != nil {
+			l.logger.Warn("promote non-voter", "peer", shortID(string(s.ID)), "err", err)
+			return
+		}
+		voters++
+		l.note(string(s.ID), "promoted non-voter to voter")
+	}
+}
+
+// Members returns the configuration with every replica's progress; a
+// client-role node asks a replica.
+func (l *Ledger) Members(ctx context.Context) (Membership, error) { return l.members(ctx, 0) }
+
+func (l *Ledger) members(ctx context.Context, hops int) (Membership, error) {
+	var m Membership
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return m, fmt.Errorf("read ledger configuration: %w", err)
+	}
+	servers := f.Configuration().Servers
+	if l.Role() == RoleClient {
+		target := l.forwardTarget()
+		if target == "" || hops >= maxHops {
+			return m, fmt.Errorf("members: this node holds no ledger and knows no replica; join first: %w", ErrNotReplica)
+		}
+		resp, err := l.call(ctx, target, request{Op: opMembers, Hops: hops + 1})
+		if err != nil {
+			return m, err
+		}
+		return *resp.Membership, nil
+	}
+	m.Leader = l.leader()
+	m.Replicas = make([]ReplicaStatus, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		if s.Suffrage == raft.Voter {
+			m.Voters = append(m.Voters, string(s.ID))
+		} else {
+			m.NonVoters = append(m.NonVoters, string(s.ID))
+		}
+		if string(s.ID) == l.cfg.ID {
+			m.Replicas[i] = l.status()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			resp, err := l.call(cctx, string(s.ID), request{Op: opStatus})
+			if err != nil {
+				m.Replicas[i] = ReplicaStatus{ID: string(s.ID), Error: err.Error()}
+				return
+			}
+			m.Replicas[i] = *resp.Status
+		}()
+	}
+	wg.Wait()
+	return m, nil
+}
+
+func (l *Ledger) status() ReplicaStatus {
+	h, _ := l.fsm.state()
+	return ReplicaStatus{ID: l.cfg.ID, Role: l.Role(), Leader: l.IsLeader(), Index: h.Index, Hash: h.Hash, RaftIndex: h.RaftIndex}
+}

@@ -1,0 +1,168 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Operations of the ledger protocol (PROTOCOL.md).
+const (
+	opJoin    = "join"
+	opPropose = "propose"
+	opEntries = "entries"
+	opEntry   = "entry"
+	opMembers = "members"
+	opStatus  = "status"
+)
+
+const (
+	maxHops        = 2                                // forwards at most: origin → replica → leader
+	maxRequestSize = MaxFrameworkPayload + (64 << 10) // one entry plus envelope
+	maxResponse    = 64 << 20                         // a page of records
+	serveTimeout   = 30 * time.Second                 // one request, end to end
+)
+
+// request is one ledger protocol request: one JSON object per stream.
+type request struct {
+	V      int     `json:"v"`
+	Op     string  `json:"op"`
+	Hops   int     `json:"hops,omitempty"`
+	Node   string  `json:"node,omitempty"`   // join
+	Entry  *Entry  `json:"entry,omitempty"`  // propose
+	Filter *Filter `json:"filter,omitempty"` // entries
+	Key    string  `json:"key,omitempty"`    // entry: index or id
+}
+
+// response answers a request; Code names the sentinel of Error.
+type response struct {
+	V          int            `json:"v"`
+	Error      string         `json:"error,omitempty"`
+	Code       string         `json:"code,omitempty"`
+	Role       Role           `json:"role,omitempty"`
+	Receipt    *Receipt       `json:"receipt,omitempty"`
+	Records    []Record       `json:"records,omitempty"`
+	Record     *Record        `json:"record,omitempty"`
+	Membership *Membership    `json:"membership,omitempty"`
+	Status     *ReplicaStatus `json:"status,omitempty"`
+}
+
+// ServeConn serves one inbound /pcm/ledger/1.0.0 stream: it reads one
+// request, answers it and closes conn.
+func (l *Ledger) ServeConn(conn net.Conn) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(serveTimeout))
+	var req request
+	if err := json.NewDecoder(io.LimitReader(conn, maxRequestSize)).Decode(&req); err != nil {
+		_ = json.NewEncoder(conn).Encode(response{V: 1, Error: fmt.Sprintf("ledger request does not decode: %v", err), Code: "invalid"})
+		return
+	}
+	ctx, cancel := l.bounded(context.Background(), serveTimeout-time.Second)
+	defer cancel()
+	resp := l.handle(ctx, req)
+	resp.V = 1
+	_ = json.NewEncoder(conn).Encode(resp)
+}
+
+func (l *Ledger) handle(ctx context.Context, req request) response {
+	var resp response
+	var err error
+	switch req.Op {
+	case opJoin:
+		resp.Role, err = l.handleJoin(ctx, req.Node, req.Hops)
+	case opPropose:
+		if req.Entry == nil {
+			err = fmt.Errorf("propose request without an entry: %w", ErrInvalid)
+			break
+		}
+		var r Receipt
+		r, err = l.propose(ctx, *req.Entry, req.Hops)
+		resp.Receipt = &r
+	case opEntries:
+		f := Filter{}
+		if req.Filter != nil {
+			f = *req.Filter
+		}
+		resp.Records, err = l.entries(ctx, f, req.Hops)
+	case opEntry:
+		var r Record
+		r, err = l.Entry(ctx, req.Key)
+		resp.Record = &r
+	case opMembers:
+		var m Membership
+		m, err = l.members(ctx, req.Hops)
+		resp.Membership = &m
+	case opStatus:
+		s := l.status()
+		resp.Status = &s
+	default:
+		err = fmt.Errorf("ledger operation %q is unknown: %w", req.Op, ErrInvalid)
+	}
+	if err != nil {
+		return response{Error: err.Error(), Code: errorCode(err)}
+	}
+	return resp
+}
+
+// call sends one request to peer id. An error before the request was sent
+// wraps errRetry; an error after it was sent (the peer may have acted on it)
+// wraps ErrOutcomeUnknown for proposals.
+func (l *Ledger) call(ctx context.Context, id string, req request) (response, error) {
+	var resp response
+	if l.cfg.Dial == nil {
+		return resp, fmt.Errorf("ledger config has no Dial, cannot reach %s: %w", shortID(id), ErrNotLeader)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, err := l.cfg.Dial(dctx, id)
+	cancel()
+	if err != nil {
+		l.logger.Debug("dial ledger peer", "peer", shortID(id), "err", err)
+		return resp, fmt.Errorf("dial ledger peer %s: %w: %w", shortID(id), errRetry, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	req.V = 1
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return resp, l.lostCall(req, id, err)
+	}
+	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(&resp); err != nil {
+		return resp, l.lostCall(req, id, err)
+	}
+	if err := decodeError(resp.Code, resp.Error); err != nil {
+		return resp, err
+	}
+	if req.Op == opPropose && resp.Receipt == nil {
+		return resp, fmt.Errorf("ledger peer %s answered a proposal without a receipt: %w", shortID(id), ErrOutcomeUnknown)
+	}
+	return resp, nil
+}
+
+func (l *Ledger) lostCall(req request, id string, err error) error {
+	if req.Op == opPropose {
+		return fmt.Errorf("ledger peer %s: %w: %w", shortID(id), ErrOutcomeUnknown, err)
+	}
+	return fmt.Errorf("ledger peer %s: %w: %w", shortID(id), errRetry, err)
+}
+
+// isRetry reports whether err means the request never took effect.
+func isRetry(err error) bool {
+	return errors.Is(err, errRetry) || errors.Is(err, ErrNotLeader)
+}
+
+// bounded derives a context that also ends when the ledger closes.
+func (l *Ledger) bounded(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	go func() {
+		select {
+		case <-l.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
