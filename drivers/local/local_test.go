@@ -336,3 +336,31 @@ func BenchmarkLocalTrue(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+// BenchmarkForkExecTrue is the baseline for BenchmarkLocalTrue: the same
+// wrapper shell and `true`, run with os/exec and no driver, eight at a
+// time. The difference is the driver's overhead per task.
+func BenchmarkForkExecTrue(b *testing.B) {
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, 8)
+	for range b.N {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if err := exec.Command("/bin/sh", "-c", wrapper, "pcm-task", filepath.Join(b.TempDir(), "exitcode"), "true").Run(); err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}()
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
