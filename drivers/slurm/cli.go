@@ -251,7 +251,7 @@ func mapState(j jobInfo, stopRequested bool, timeout time.Duration) (drivers.Sta
 	}
 	switch {
 	case timeout > 0 && (j.ExitCode == 124 || j.ExitCode == 137) && j.State != "OUT_OF_MEMORY":
-		return drivers.StateFailed, fmt.Sprintf("timed out after %s", timeout)
+		return drivers.StateFailed, fmt.Sprintf("timeout: ended after the task's timeout of %s", timeout)
 	case j.State == "TIMEOUT":
 		return drivers.StateFailed, "slurm time limit reached"
 	case j.State == "OUT_OF_MEMORY":

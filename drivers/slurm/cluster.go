@@ -3,6 +3,7 @@ package slurm
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -138,10 +139,11 @@ func (c *clusterInfo) fits(partition string, r drivers.Resources) error {
 			return invalid("options.partition %q is unknown; known: %s", partition, strings.Join(c.partitionNames(), ", "))
 		}
 	}
+	cpus := math.Ceil(r.CPUs)
 	var maxCPU, maxGPU int
 	var maxMem int64
 	for _, n := range c.nodesOf(name) {
-		if float64(n.cpus) >= r.CPUs && n.memoryMB >= r.MemoryMB && n.gpus >= r.GPUs {
+		if float64(n.cpus) >= cpus && n.memoryMB >= r.MemoryMB && n.gpus >= r.GPUs {
 			return nil
 		}
 		maxCPU, maxMem, maxGPU = max(maxCPU, n.cpus), max(maxMem, n.memoryMB), max(maxGPU, n.gpus)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"regexp"
 	"sort"
 	"strings"
@@ -158,8 +157,8 @@ type Driver struct {
 	tasks     map[string]*task
 	closed    bool
 	info      *clusterInfo
-	observers []func(drivers.Event)
 	acct      *bool // sacct available; nil until probed
+	observers drivers.Observers
 }
 
 // New checks cfg and returns a driver. It runs no Slurm command.
@@ -184,20 +183,9 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 func (d *Driver) Name() string { return "slurm" }
 
 // Observe registers fn for every state change the driver sees.
-func (d *Driver) Observe(fn func(drivers.Event)) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.observers = append(d.observers, fn)
-}
+func (d *Driver) Observe(fn func(drivers.Event)) { d.observers.Observe(fn) }
 
-func (d *Driver) emit(ev drivers.Event) {
-	d.mu.Lock()
-	obs := append([]func(drivers.Event){}, d.observers...)
-	d.mu.Unlock()
-	for _, fn := range obs {
-		fn(ev)
-	}
-}
+func (d *Driver) emit(ev drivers.Event) { d.observers.Emit(ev) }
 
 // Close marks the driver closed. Slurm jobs keep running; Recover on a new
 // driver with the same state dir finds them. Close is idempotent.
@@ -247,7 +235,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 	}
 	return drivers.Fingerprint{
 		Driver: "slurm", Total: total, Free: free, Attributes: attrs,
-		Kinds: []string{"command", "script"},
+		Kinds: kinds,
 	}, nil
 }
 
@@ -294,8 +282,10 @@ func subtract(a, b drivers.Resources) drivers.Resources {
 	return a
 }
 
+// kinds are the task forms the driver runs.
+var kinds = []string{drivers.KindCommand, drivers.KindScript}
+
 var (
-	taskIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	envKeyRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	slurmArg = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 )
@@ -306,49 +296,30 @@ func invalid(format string, args ...any) error {
 }
 
 // checkSpec validates everything that needs no cluster information and
-// returns the effective resources.
+// returns the resources the task is accounted for (memory defaulted).
+// Fractional CPUs are accounted as requested and rounded up for Slurm,
+// which allocates whole CPUs.
 func (d *Driver) checkSpec(spec drivers.TaskSpec) (drivers.Resources, error) {
 	r := spec.Resources
+	if err := drivers.ValidateSpec(spec, kinds, "partition", "account", "qos"); err != nil {
+		return r, err
+	}
 	switch {
-	case !taskIDRe.MatchString(spec.ID):
-		return r, invalid("id %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", spec.ID)
-	case math.IsNaN(r.CPUs) || r.CPUs <= 0:
-		return r, invalid("resources.cpus is %v; use a value > 0", r.CPUs)
-	case r.MemoryMB < 0:
-		return r, invalid("resources.memory_mb is %d; use 0 (driver default) or a positive value", r.MemoryMB)
-	case r.DiskMB < 0:
-		return r, invalid("resources.disk_mb is %d; use 0 or a positive value", r.DiskMB)
-	case r.GPUs < 0:
-		return r, invalid("resources.gpus is %d; use 0 or a positive value", r.GPUs)
+	case r.CPUs == 0:
+		return r, invalid("task %q: resources.cpus is 0; Slurm needs at least one CPU, use a value > 0", spec.ID)
 	case r.GPUModel != "" && !slurmArg.MatchString(r.GPUModel):
-		return r, invalid("resources.gpu_model %q has characters Slurm GRES names cannot hold", r.GPUModel)
-	case spec.Image != "":
-		return r, invalid("image %q: the slurm driver runs commands and scripts, not images; use command or script", spec.Image)
-	case len(spec.Command) == 0 && spec.Script == "":
-		return r, invalid("command and script are both empty; set one of them")
-	case len(spec.Command) > 0 && spec.Script != "":
-		return r, invalid("both command and script are set; set only one")
-	case len(spec.Command) > 0 && spec.Command[0] == "":
-		return r, invalid("command[0] is empty; name the program to run")
-	case spec.Timeout < 0:
-		return r, invalid("timeout is %s; use 0 (none) or a positive duration", spec.Timeout)
+		return r, invalid("task %q: resources.gpu_model %q has characters Slurm GRES names cannot hold", spec.ID, r.GPUModel)
 	}
 	for k := range spec.Env {
 		if !envKeyRe.MatchString(k) {
-			return r, invalid("env key %q is not a valid variable name; use letters, digits and '_'", k)
+			return r, invalid("task %q: env key %q is not a shell variable name; use letters, digits and '_'", spec.ID, k)
 		}
 	}
 	for k, v := range spec.Options {
-		switch k {
-		case "partition", "account", "qos":
-			if !slurmArg.MatchString(v) {
-				return r, invalid("options.%s %q must be letters, digits, '.', '_' or '-'", k, v)
-			}
-		default:
-			return r, invalid("options.%s is unknown to the slurm driver; known: partition, account, qos", k)
+		if !slurmArg.MatchString(v) {
+			return r, invalid("task %q: options.%s %q must be letters, digits, '.', '_' or '-'", spec.ID, k, v)
 		}
 	}
-	r.CPUs = math.Ceil(r.CPUs) // Slurm allocates whole CPUs
 	if r.MemoryMB == 0 {
 		r.MemoryMB = d.cfg.DefaultMemoryMB
 	}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +76,7 @@ func (d *Driver) batchScript(rec *record) string {
 	}
 	b.WriteString("exec")
 	if to := rec.Spec.Timeout; to > 0 {
-		fmt.Fprintf(&b, " timeout -k 5 %d", int64(math.Ceil(to.Seconds())))
+		fmt.Fprintf(&b, " timeout -k 5 %s", strconv.FormatFloat(to.Seconds(), 'f', -1, 64))
 	}
 	if len(rec.Spec.Command) > 0 {
 		for _, a := range rec.Spec.Command {
@@ -100,7 +101,7 @@ func (d *Driver) sbatchArgs(rec *record) []string {
 		"--chdir=" + d.store.workDir(id),
 		"--export=NONE",
 		"--nodes=1", "--ntasks=1",
-		fmt.Sprintf("--cpus-per-task=%d", int(r.CPUs)),
+		fmt.Sprintf("--cpus-per-task=%d", int(math.Ceil(r.CPUs))),
 		fmt.Sprintf("--mem=%dM", r.MemoryMB),
 	}
 	if rec.Partition != "" {

@@ -86,7 +86,7 @@ func TestMapState(t *testing.T) {
 		{"failed exit", jobInfo{State: "FAILED", ExitCode: 3}, false, 0, drivers.StateFailed, "exit code 3"},
 		{"cancelled", jobInfo{ID: "7", State: "CANCELLED"}, false, 0, drivers.StateCancelled, "job 7"},
 		{"failed after stop", jobInfo{State: "FAILED", ExitCode: 143}, true, 0, drivers.StateCancelled, "stopped"},
-		{"own timeout", jobInfo{State: "FAILED", ExitCode: 124}, false, time.Second, drivers.StateFailed, "timed out after 1s"},
+		{"own timeout", jobInfo{State: "FAILED", ExitCode: 124}, false, time.Second, drivers.StateFailed, "timeout of 1s"},
 		{"124 without timeout", jobInfo{State: "FAILED", ExitCode: 124}, false, 0, drivers.StateFailed, "exit code 124"},
 		{"slurm timeout", jobInfo{State: "TIMEOUT"}, false, 0, drivers.StateFailed, "time limit"},
 		{"oom", jobInfo{State: "OUT_OF_MEMORY", MemoryMB: 64}, false, 0, drivers.StateFailed, "out of memory (requested 64 MB)"},
@@ -188,7 +188,7 @@ func TestBatchScript(t *testing.T) {
 	}
 	rec := &record{Spec: drivers.TaskSpec{ID: "a", Command: []string{"echo", "it's"}, Env: map[string]string{"B": "x y", "A": "1"}, Timeout: 1500 * time.Millisecond}}
 	got := d.batchScript(rec)
-	for _, want := range []string{"#!/bin/sh\n", "export A='1'\nexport B='x y'\n", `exec timeout -k 5 2 'echo' 'it'\''s'`} {
+	for _, want := range []string{"#!/bin/sh\n", "export A='1'\nexport B='x y'\n", `exec timeout -k 5 1.5 'echo' 'it'\''s'`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
 		}

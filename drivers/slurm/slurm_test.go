@@ -242,7 +242,7 @@ func TestExitCodesAndTimeout(t *testing.T) {
 	}{
 		{"exit 3", drivers.TaskSpec{Command: []string{"/bin/sh", "-c", "exit 3"}}, drivers.StateFailed, 3, "exit code 3"},
 		{"script", drivers.TaskSpec{Script: "test \"$GREETING\" = hi"}, drivers.StateSucceeded, 0, ""},
-		{"timeout", drivers.TaskSpec{Command: []string{"sleep", "60"}, Timeout: time.Second}, drivers.StateFailed, 124, "timed out"},
+		{"timeout", drivers.TaskSpec{Command: []string{"sleep", "60"}, Timeout: time.Second}, drivers.StateFailed, 124, "timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := tc.spec
@@ -283,10 +283,10 @@ func TestBadSpecs(t *testing.T) {
 		{"negative memory", drivers.TaskSpec{Resources: drivers.Resources{CPUs: 1, MemoryMB: -5}, Command: []string{"true"}}, drivers.ErrInvalidSpec, "resources.memory_mb"},
 		{"memory beyond capacity", drivers.TaskSpec{Resources: drivers.Resources{CPUs: 1, MemoryMB: fp.Total.MemoryMB + 1}, Command: []string{"true"}}, drivers.ErrCapacity, "MB memory"},
 		{"cpus beyond capacity", drivers.TaskSpec{Resources: drivers.Resources{CPUs: fp.Total.CPUs + 1, MemoryMB: 64}, Command: []string{"true"}}, drivers.ErrCapacity, "CPUs"},
-		{"missing command", drivers.TaskSpec{Resources: ok}, drivers.ErrInvalidSpec, "command and script are both empty"},
-		{"image", drivers.TaskSpec{Resources: ok, Image: "alpine"}, drivers.ErrInvalidSpec, "image"},
+		{"missing command", drivers.TaskSpec{Resources: ok}, drivers.ErrInvalidSpec, "set exactly one of command, script or image"},
+		{"image", drivers.TaskSpec{Resources: ok, Image: "alpine"}, drivers.ErrInvalidSpec, "not image"},
 		{"unknown partition", drivers.TaskSpec{Resources: ok, Command: []string{"true"}, Options: map[string]string{"partition": "nope"}}, drivers.ErrInvalidSpec, `options.partition "nope" is unknown; known: debug`},
-		{"unknown option", drivers.TaskSpec{Resources: ok, Command: []string{"true"}, Options: map[string]string{"namespace": "x"}}, drivers.ErrInvalidSpec, "options.namespace is unknown"},
+		{"unknown option", drivers.TaskSpec{Resources: ok, Command: []string{"true"}, Options: map[string]string{"namespace": "x"}}, drivers.ErrInvalidSpec, `option "namespace" is unknown`},
 		{"bad env key", drivers.TaskSpec{Resources: ok, Command: []string{"true"}, Env: map[string]string{"A B": "x"}}, drivers.ErrInvalidSpec, "env key"},
 		{"negative timeout", drivers.TaskSpec{Resources: ok, Command: []string{"true"}, Timeout: -time.Second}, drivers.ErrInvalidSpec, "timeout"},
 		{"gpus beyond capacity", drivers.TaskSpec{Resources: drivers.Resources{CPUs: 1, MemoryMB: 64, GPUs: 1}, Command: []string{"true"}}, drivers.ErrCapacity, "GPUs"},
