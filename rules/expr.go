@@ -131,9 +131,20 @@ func fmtCost(c uint64) string {
 	return strconv.FormatUint(c, 10)
 }
 
+// oneLine keeps the messages of a CEL error and drops its source excerpts:
+// "ERROR: <input>:1:5: msg\n | src\n | ....^" → "1:5: msg".
 func oneLine(s string) string {
-	s = strings.TrimPrefix(s, "ERROR: <input>:")
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+	var msgs []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "|") {
+			continue
+		}
+		line = strings.TrimPrefix(strings.TrimSpace(line), "ERROR: <input>:")
+		if line != "" {
+			msgs = append(msgs, line)
+		}
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // selectPaths lists the variable fields an expression reads

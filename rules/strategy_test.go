@@ -17,7 +17,7 @@ func stratProviders() []Candidate {
 		}, Quote: quote}
 	}
 	return []Candidate{
-		mk("a", 4, 5, 10, 300), // busy, near, mid price
+		mk("a", 4, 5, 10, 300),  // busy, near, mid price
 		mk("b", 16, 0, 90, 500), // idle, far, dear
 		mk("c", 8, 1, 50, 100),  // half, mid, cheap
 		mk("d", 8, 1, 50, 100),  // identical to c: tie broken by id
