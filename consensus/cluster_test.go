@@ -1,0 +1,243 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// formCluster starts node 0 as bootstrap, joins the others through it and
+// waits until every node sees the whole configuration.
+func formCluster(t *testing.T, c *testCluster, n int) {
+	t.Helper()
+	c.start(0, true)
+	c.leader(20 * time.Second)
+	for i := 1; i < n; i++ {
+		l := c.start(i, false)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		if _, err := l.Join(ctx, c.ids(0)); err != nil {
+			t.Fatalf("node %d join: %v", i, err)
+		}
+		cancel()
+	}
+}
+
+func membership(t *testing.T, l *Ledger) Membership {
+	t.Helper()
+	m, err := l.Members(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestThreeNodesLibp2p: a 3-voter ledger over real libp2p; 1,000 entries
+// proposed concurrently from all nodes while the leader is stopped and
+// restarted; every acknowledged entry is on every replica exactly once,
+// heads and balances agree, and verify passes. Then tampering with a
+// stopped node's Badger makes verify name the altered index.
+func TestThreeNodesLibp2p(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	c := newTestCluster(t, 3, false, nil)
+	formCluster(t, c, 3)
+	eventually(t, 20*time.Second, "3 voters", func() bool {
+		return len(membership(t, c.nodes[0].Ledger()).Voters) == 3
+	})
+
+	brokers := []*testSigner{newSigner(t), newSigner(t)}
+	providers := []*testSigner{newSigner(t), newSigner(t)}
+	var agrs []Entry
+	for i := range 10 {
+		a := agreementEntry(t, brokers[i%2], providers[i%2], fmt.Sprintf("task-%d", i), 1)
+		if _, err := c.nodes[i%3].Ledger().Propose(t.Context(), a); err != nil {
+			t.Fatal(err)
+		}
+		agrs = append(agrs, a)
+	}
+	const total = 1000
+	entries := make([]Entry, total)
+	want := map[string]int64{}
+	for i := range entries {
+		k := i % 10
+		b, p := brokers[k%2], providers[k%2]
+		task := fmt.Sprintf("task-%d", k)
+		if i%2 == 0 {
+			amount := int64(i%97 + 1)
+			entries[i] = settlementEntry(t, b, p, task, agrs[k].ID, fmt.Sprintf("settle-%d", i), amount)
+			want[b.ID()] -= amount
+			want[p.ID()] += amount
+		} else {
+			entries[i] = eventEntry(t, p, task, agrs[k].ID, fmt.Sprintf("event-%d", i), EventSucceeded)
+		}
+	}
+
+	var acked atomic.Int64
+	var retries atomic.Int64
+	work := make(chan int, total)
+	for i := range total {
+		work <- i
+	}
+	close(work)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := w % 3
+			for i := range work {
+				for {
+					if ctx.Err() != nil {
+						return
+					}
+					pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+					_, err := c.nodes[node].Ledger().Propose(pctx, entries[i])
+					pcancel()
+					if err == nil {
+						acked.Add(1)
+						break
+					}
+					if !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrClosed) &&
+						!errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("entry %d: %v", i, err)
+						return
+					}
+					retries.Add(1)
+					node = (node + 1) % 3 // same entry, maybe another node
+				}
+			}
+		}()
+	}
+
+	eventually(t, 60*time.Second, "300 acknowledged entries", func() bool { return acked.Load() >= 300 })
+	old := c.leader(10 * time.Second)
+	t.Logf("stopping leader node %d after %d acks", old, acked.Load())
+	c.stop(old)
+	next := c.leader(20 * time.Second)
+	t.Logf("node %d took over; restarting node %d", next, old)
+	c.start(old, false)
+	wg.Wait()
+	if acked.Load() != total {
+		t.Fatalf("%d of %d entries acknowledged", acked.Load(), total)
+	}
+	t.Logf("%d retries", retries.Load())
+
+	final := c.nodes[c.leader(20*time.Second)].Ledger()
+	wantIndex, wantHash := final.Head()
+	eventually(t, 30*time.Second, "equal heads", func() bool {
+		for _, n := range c.nodes {
+			if i, h := n.Ledger().Head(); i != wantIndex || h != wantHash {
+				return false
+			}
+		}
+		return true
+	})
+	for i, n := range c.nodes {
+		l := n.Ledger()
+		recs, err := l.Entries(t.Context(), Filter{Limit: maxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for _, r := range recs {
+			seen[r.Type+"/"+r.ID]++
+		}
+		for _, e := range append(slices.Clone(agrs), entries...) {
+			if seen[e.Type+"/"+e.ID] != 1 {
+				t.Fatalf("node %d holds %s %q %d times; want exactly once", i, e.Type, e.ID, seen[e.Type+"/"+e.ID])
+			}
+		}
+		if got := l.Balances(); !maps.Equal(got, want) {
+			t.Fatalf("node %d balances %v; want %v", i, got, want)
+		}
+		rep, err := l.Verify(nil)
+		if err != nil || !rep.OK || rep.Head != wantHash || rep.Entries != wantIndex {
+			t.Fatalf("node %d verify = %+v, %v", i, rep, err)
+		}
+	}
+
+	t.Run("tampering", func(t *testing.T) {
+		victim := (c.leader(10*time.Second) + 1) % 3
+		rec, err := c.nodes[victim].Ledger().Entry(t.Context(), "settle-500")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stop(victim)
+		db, err := openBadger(c.nodes[victim].dir+"/fsm", false, c.logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flipPayloadByte(t, db, rec.Index)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var calls int
+		rep, err := VerifyDir(c.nodes[victim].dir, testVerifier{}, func(done, total uint64) { calls++ })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK || rep.FirstBad != rec.Index || calls == 0 {
+			t.Fatalf("VerifyDir after tampering = %+v (progress calls %d); want first bad %d", rep, calls, rec.Index)
+		}
+		t.Logf("verify: %s", rep.Reason)
+	})
+}
+
+// TestMembershipVotersAndPromotion: with max_voters=3 the fourth and fifth
+// nodes become non-voters; a voter stopped longer than the timeout is
+// removed and a non-voter promoted.
+func TestMembershipVotersAndPromotion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	c := newTestCluster(t, 5, true, func(cfg *Config) {
+		cfg.MaxVoters = 3
+		cfg.VoterTimeout = time.Second
+	})
+	formCluster(t, c, 4)
+	l0 := c.nodes[0].Ledger()
+	m := membership(t, l0)
+	if len(m.Voters) != 3 || len(m.NonVoters) != 1 {
+		t.Fatalf("4-node ledger: voters %d, non-voters %d; want 3 and 1", len(m.Voters), len(m.NonVoters))
+	}
+	fifth := c.start(4, false)
+	role, err := fifth.Join(t.Context(), c.ids(1)) // through a follower: forwarded to the leader
+	if err != nil || role != RoleNonVoter {
+		t.Fatalf("fifth node joined as %q, %v; want nonvoter", role, err)
+	}
+	eventually(t, 10*time.Second, "the fifth node to see itself as non-voter", func() bool { return fifth.Role() == RoleNonVoter })
+
+	leader := c.leader(10 * time.Second)
+	victim := 1
+	if leader == victim {
+		victim = 2
+	}
+	victimID := c.nodes[victim].signer.ID()
+	c.stop(victim)
+	eventually(t, 20*time.Second, "a non-voter promoted in place of the stopped voter", func() bool {
+		m := membership(t, c.nodes[leader].Ledger())
+		return len(m.Voters) == 3 && !slices.Contains(m.Voters, victimID) && len(m.NonVoters) == 1
+	})
+	recs, err := c.nodes[leader].Ledger().Entries(t.Context(), Filter{Type: TypeMembership, Consistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes []string
+	for _, r := range recs {
+		changes = append(changes, string(r.Payload))
+	}
+	if !slices.ContainsFunc(changes, func(s string) bool { return strings.Contains(s, "promoted") }) {
+		t.Fatalf("no membership note records the promotion: %v", changes)
+	}
+}
+
