@@ -160,7 +160,30 @@ func (n *Node) startPubSub(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", AdvertsTopic, err)
 	}
 	n.goLoop(func() { n.readAdverts(ctx, sub) })
+	events, err := t.EventHandler()
+	if err != nil {
+		return fmt.Errorf("watch %s peers: %w", AdvertsTopic, err)
+	}
+	n.goLoop(func() { n.greetNewPeers(ctx, events) })
 	return nil
+}
+
+// greetNewPeers republishes the advert when a peer joins the adverts
+// topic, so a newcomer learns about us now rather than an interval later.
+func (n *Node) greetNewPeers(ctx context.Context, events *pubsub.TopicEventHandler) {
+	defer events.Cancel()
+	for {
+		ev, err := events.NextPeerEvent(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type == pubsub.PeerJoin {
+			n.log.Debug("peer joined adverts topic", "peer", ev.Peer)
+			// The peer's pubsub stream may still be opening: a message
+			// sent at once can be lost, so greet it a moment later.
+			time.AfterFunc(250*time.Millisecond, n.Republish)
+		}
+	}
 }
 
 // scoreParams penalises peers that send invalid messages. IP colocation is

@@ -10,6 +10,11 @@ import (
 // commands lists every subcommand; each lives in a file named for it.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		joinCommand(),
+		idCommand(),
+		statusCommand(),
+		peersCommand(),
+		resourcesCommand(),
 		versionCommand(),
 	}
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+func joinCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "join",
+		Usage: "run an agent: join the mesh, advertise resources, serve the API",
+		Description: `Starts an agent with the local driver and its own ledger unless told
+otherwise. Settings come from --config (YAML); flags override the file.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file"},
+			&cli.StringSliceFlag{Name: "listen", Usage: "listen address: PORT, IP:PORT or a multiaddr (repeatable; default port 4001, TCP and QUIC; 0 picks a free port)"},
+			&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "multiaddr of a peer to join through, ending in /p2p/<peer id> (repeatable)"},
+			&cli.StringFlag{Name: "swarm-key", Usage: "private network key file (PSK); only agents with the same key can connect (TCP only)"},
+			&cli.StringFlag{Name: "api-listen", Usage: "HTTP API address (default 127.0.0.1:8999)"},
+			&cli.StringFlag{Name: "api-token", EnvVars: []string{"PCM_API_TOKEN"}, Usage: "require this bearer token on the API (needed to bind a non-loopback address)"},
+			&cli.StringFlag{Name: "region", Usage: "provider attribute region"},
+			&cli.StringFlag{Name: "zone", Usage: "provider attribute zone"},
+			&cli.StringSliceFlag{Name: "label", Usage: "provider attribute KEY=VALUE (repeatable)"},
+			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver with default settings: local, sim, slurm, kubernetes (repeatable; default local)"},
+			&cli.DurationFlag{Name: "advert-interval", Usage: "how often to republish the advert (default 10s)"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default info)"},
+		},
+		Action: runJoin,
+	}
+}
+
+func runJoin(c *cli.Context) error {
+	cfg, err := joinConfig(c)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	id, err := mesh.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	ds, err := buildDrivers(cfg, log)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	a, err := agent.New(cfg, agent.Deps{Identity: id, Drivers: ds, Logger: log, Version: version})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "pcm agent %s running\n  api:   %s\n", a.ID(), a.APIURL())
+	for _, addr := range a.Node().Addrs() {
+		fmt.Fprintf(c.App.ErrWriter, "  addr:  %s\n", addr)
+	}
+	fmt.Fprintln(c.App.ErrWriter, "press Ctrl-C to stop")
+	<-ctx.Done()
+	log.Info("shutting down")
+	return a.Close()
+}
+
+// joinConfig merges defaults, the config file and flags (flags win).
+func joinConfig(c *cli.Context) (agent.Config, error) {
+	cfg := agent.DefaultConfig()
+	if path := c.String("config"); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("--config: %w", err)
+		}
+		if cfg, err = agent.LoadConfig(path, data); err != nil {
+			return cfg, err
+		}
+	}
+	if c.IsSet("data-dir") || cfg.DataDir == "" {
+		cfg.DataDir = c.String("data-dir")
+	}
+	if c.IsSet("listen") {
+		cfg.Listen = nil
+		for _, l := range c.StringSlice("listen") {
+			addrs, err := parseListen(l)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.Listen = append(cfg.Listen, addrs...)
+		}
+	}
+	if c.IsSet("bootstrap") {
+		cfg.Bootstrap = c.StringSlice("bootstrap")
+	}
+	setString(c, "swarm-key", &cfg.SwarmKeyFile)
+	setString(c, "api-listen", &cfg.APIListen)
+	setString(c, "api-token", &cfg.APIToken)
+	setString(c, "region", &cfg.Region)
+	setString(c, "zone", &cfg.Zone)
+	setString(c, "log-level", &cfg.LogLevel)
+	if c.IsSet("advert-interval") {
+		cfg.AdvertInterval = c.Duration("advert-interval")
+	}
+	for _, l := range c.StringSlice("label") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return cfg, fmt.Errorf("--label %q: want KEY=VALUE", l)
+		}
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[k] = v
+	}
+	if c.IsSet("driver") {
+		cfg.Drivers = map[string]yaml.Node{}
+		for _, d := range c.StringSlice("driver") {
+			cfg.Drivers[d] = yaml.Node{}
+		}
+	}
+	if len(cfg.Drivers) == 0 {
+		cfg.Drivers = map[string]yaml.Node{"local": {}}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func setString(c *cli.Context, flag string, dst *string) {
+	if c.IsSet(flag) {
+		*dst = c.String(flag)
+	}
+}
+
+// parseListen accepts PORT, IP:PORT or a multiaddr; the first two listen
+// on TCP and QUIC.
+func parseListen(s string) ([]string, error) {
+	if strings.HasPrefix(s, "/") {
+		return []string{s}, nil
+	}
+	host, port := "0.0.0.0", s
+	if strings.Contains(s, ":") {
+		h, p, err := net.SplitHostPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("--listen %q: want PORT, IP:PORT or a multiaddr", s)
+		}
+		host, port = h, p
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return nil, fmt.Errorf("--listen %q: port must be 0-65535", s)
+	}
+	return mesh.ListenAddrs(host, n), nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log_level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// driverJSON turns a driver's YAML settings into the JSON the driver
+// packages decode.
+func driverJSON(kind string, n yaml.Node) ([]byte, error) {
+	if n.Kind == 0 {
+		return []byte("{}"), nil
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, fmt.Errorf("drivers.%s: %w", kind, err)
+	}
+	if v == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(v)
+}
+
+func driverStateDir(cfg agent.Config, kind string) string {
+	return filepath.Join(cfg.DataDir, "drivers", kind)
+}
+

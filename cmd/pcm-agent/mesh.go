@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+func idCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "id",
+		Usage: "show this agent's peer id (and addresses when it is running)",
+		Action: func(c *cli.Context) error {
+			var st agent.Status
+			if err := newAPIClient(c).get(c, "/v1/status", &st); err == nil {
+				return render(c, map[string]any{"peer_id": st.PeerID, "addrs": st.Addrs}, func(w io.Writer) {
+					fmt.Fprintln(w, st.PeerID)
+					for _, a := range st.Addrs {
+						fmt.Fprintln(w, a)
+					}
+				})
+			}
+			id, err := mesh.LoadOrCreateIdentity(c.String("data-dir"))
+			if err != nil {
+				return err
+			}
+			return render(c, map[string]any{"peer_id": id.ID()}, func(w io.Writer) { fmt.Fprintln(w, id.ID()) })
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the running agent's status",
+		Action: func(c *cli.Context) error {
+			var st agent.Status
+			if err := newAPIClient(c).get(c, "/v1/status", &st); err != nil {
+				return err
+			}
+			return render(c, st, func(w io.Writer) {
+				fmt.Fprintf(w, "peer id\t%s\n", st.PeerID)
+				fmt.Fprintf(w, "version\t%s\n", st.Version)
+				fmt.Fprintf(w, "uptime\t%s\n", (time.Duration(st.UptimeSeconds) * time.Second).String())
+				fmt.Fprintf(w, "peers\t%d\n", st.Peers)
+				fmt.Fprintf(w, "providers\t%d\n", st.Providers)
+				fmt.Fprintf(w, "drivers\t%s\n", strings.Join(st.Drivers, ", "))
+				fmt.Fprintf(w, "adverts accepted\t%d\n", st.Validator.Accepted)
+				fmt.Fprintf(w, "adverts rejected\t%v\n", st.Validator.Rejected)
+				for _, a := range st.Addrs {
+					fmt.Fprintf(w, "addr\t%s\n", a)
+				}
+			})
+		},
+	}
+}
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "peers",
+		Usage: "list the peers the running agent is connected to",
+		Action: func(c *cli.Context) error {
+			var peers []mesh.PeerInfo
+			if err := newAPIClient(c).get(c, "/v1/peers", &peers); err != nil {
+				return err
+			}
+			sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
+			return render(c, peers, func(w io.Writer) {
+				fmt.Fprintln(w, "PEER\tPROVIDER\tDIRECTION\tLATENCY\tADDRESS")
+				for _, p := range peers {
+					addr := ""
+					if len(p.Addrs) > 0 {
+						addr = p.Addrs[0]
+					}
+					fmt.Fprintf(w, "%s\t%v\t%s\t%.2fms\t%s\n", p.ID, p.Provider, p.Direction, p.LatencyMS, addr)
+				}
+			})
+		},
+	}
+}
+
+func resourcesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "resources",
+		Usage: "list providers and their capacity from the running agent's resource table",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "attr", Usage: "filter KEY=VALUE on provider attributes (repeatable), e.g. region=cn-north"},
+			&cli.StringFlag{Name: "driver", Usage: "only providers with this driver"},
+		},
+		Action: func(c *cli.Context) error {
+			q := url.Values{}
+			for _, a := range c.StringSlice("attr") {
+				k, v, ok := strings.Cut(a, "=")
+				if !ok {
+					return withCode(exitUsage, fmt.Errorf("--attr %q: want KEY=VALUE", a))
+				}
+				q.Set(k, v)
+			}
+			if d := c.String("driver"); d != "" {
+				q.Set("driver", d)
+			}
+			var entries []mesh.Entry
+			if err := newAPIClient(c).get(c, "/v1/resources?"+q.Encode(), &entries); err != nil {
+				return err
+			}
+			return render(c, entries, func(w io.Writer) { resourcesTable(w, entries) })
+		},
+	}
+}
+
+func resourcesTable(w io.Writer, entries []mesh.Entry) {
+	fmt.Fprintln(w, "PROVIDER\tDRIVERS\tCPU FREE/TOTAL\tMEMORY FREE/TOTAL\tGPU\tATTRIBUTES\tEXPIRES")
+	for _, e := range entries {
+		a := e.Advert
+		var ds []string
+		for _, d := range a.Drivers {
+			ds = append(ds, d.Name)
+		}
+		var attrs []string
+		for k, v := range a.Attrs {
+			attrs = append(attrs, k+"="+v)
+		}
+		sort.Strings(attrs)
+		fmt.Fprintf(w, "%s\t%s\t%g/%g\t%s/%s\t%g\t%s\t%s\n", a.Provider, strings.Join(ds, ","),
+			a.Free["cpu"], a.Total["cpu"], mib(a.Free["memory"]), mib(a.Total["memory"]), a.Total["gpu"],
+			strings.Join(attrs, ","), time.Until(e.Expires).Round(time.Second))
+	}
+}
+
+func mib(v float64) string {
+	if v >= 1024 {
+		return fmt.Sprintf("%.1fGiB", v/1024)
+	}
+	return fmt.Sprintf("%gMiB", v)
+}
