@@ -263,7 +263,8 @@ func TestVerifyNamesTamperedRecord(t *testing.T) {
 	}
 }
 
-// flipPayloadByte changes one digit of the "amount" in record index's payload.
+// flipPayloadByte changes one byte, the last digit of the "amount", in the
+// stored record at index.
 func flipPayloadByte(t *testing.T, db *badger.DB, index uint64) {
 	t.Helper()
 	err := db.Update(func(txn *badger.Txn) error {
@@ -279,7 +280,11 @@ func flipPayloadByte(t *testing.T, db *badger.DB, index uint64) {
 		if i < 0 {
 			return fmt.Errorf("record %d has no amount", index)
 		}
-		v[i+len(`"amount":`)] ^= 1 // '1' ↔ '0': still valid JSON
+		j := i + len(`"amount":`)
+		for v[j+1] >= '0' && v[j+1] <= '9' {
+			j++
+		}
+		v[j] = '0' + (v[j]-'0'+1)%10 // last digit + 1: still valid JSON
 		return txn.Set(recordKey(index), v)
 	})
 	if err != nil {
