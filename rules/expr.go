@@ -311,18 +311,32 @@ func lookup(v any, path []string) any {
 	return v
 }
 
+// Explanations show at most this many bytes of a string and entries of a
+// list or map, so a hostile advert cannot blow up an explanation.
+const (
+	maxRenderString  = 120
+	maxRenderEntries = 8
+)
+
 func render(v any) string {
 	switch x := v.(type) {
 	case missing:
 		return "<missing>"
 	case string:
+		if len(x) > maxRenderString {
+			return strconv.Quote(x[:maxRenderString]) + fmt.Sprintf("...(%d bytes)", len(x))
+		}
 		return strconv.Quote(x)
 	case float64:
 		return strconv.FormatFloat(x, 'g', -1, 64)
 	case []string:
-		q := make([]string, len(x))
+		q := make([]string, 0, min(len(x), maxRenderEntries+1))
 		for i, s := range x {
-			q[i] = strconv.Quote(s)
+			if i == maxRenderEntries {
+				q = append(q, fmt.Sprintf("...(%d more)", len(x)-i))
+				break
+			}
+			q = append(q, render(s))
 		}
 		return "[" + strings.Join(q, ", ") + "]"
 	case map[string]string:
@@ -334,9 +348,13 @@ func render(v any) string {
 }
 
 func renderMap[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for _, k := range sortedKeys(m) {
-		out = append(out, k+": "+render(any(m[k])))
+	out := make([]string, 0, min(len(m), maxRenderEntries+1))
+	for i, k := range sortedKeys(m) {
+		if i == maxRenderEntries {
+			out = append(out, fmt.Sprintf("...(%d more)", len(m)-i))
+			break
+		}
+		out = append(out, render(k)+": "+render(any(m[k])))
 	}
 	return out
 }
