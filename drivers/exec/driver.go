@@ -318,8 +318,13 @@ func (d *Driver) poll() {
 		}
 		d.mu.Unlock()
 		for _, id := range ids {
-			if _, err := d.refresh(id); err != nil && !errors.Is(err, drivers.ErrClosed) {
-				d.log.Warn("poll task status", "task", id, "err", err)
+			if _, err := d.refresh(id); err != nil {
+				select {
+				case <-d.stop:
+					return // the error is the cancellation
+				default:
+					d.log.Warn("poll task status", "task", id, "err", err)
+				}
 			}
 		}
 	}

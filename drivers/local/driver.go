@@ -145,6 +145,8 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if err != nil {
 		d.mu.Lock()
 		delete(d.tasks, spec.ID)
+		h.rec.Status.State, h.rec.Status.Message = drivers.StateFailed, err.Error()
+		close(h.done) // wakes a Stop or Wait that found the claimed id
 		d.mu.Unlock()
 		d.capacity.Release(spec.ID)
 		return drivers.Status{}, err
@@ -209,6 +211,9 @@ func (d *Driver) launch(h *handle) (drivers.Status, error) {
 	}
 	d.emit(h, drivers.StatePending)
 	d.emit(h, drivers.StateRunning)
+	if h.rec.Stopping != "" { // Stop came while starting
+		h.terminate(h.rec.Stopping, h.startGrace)
+	}
 	d.log.Debug("task started", "task", spec.ID, "pid", pid)
 	return h.rec.Status, nil
 }

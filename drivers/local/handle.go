@@ -24,6 +24,8 @@ type handle struct {
 	// termAt is when SIGTERM was sent (zero: not yet); killAt is when the
 	// reaper escalates to SIGKILL.
 	termAt, killAt time.Time
+	// startGrace is the grace of a Stop that came while starting.
+	startGrace time.Duration
 }
 
 func (h *handle) status() drivers.Status { return h.rec.Status }
@@ -41,6 +43,12 @@ func (h *handle) deadline() time.Time {
 func (h *handle) terminate(reason string, grace time.Duration) {
 	if h.rec.Stopping == "" {
 		h.rec.Stopping = reason
+	}
+	if h.rec.PID <= 0 {
+		// Still starting: launch signals once the pid is known (kill(-0)
+		// would signal the agent's own process group).
+		h.startGrace = grace
+		return
 	}
 	now := time.Now()
 	if h.termAt.IsZero() {

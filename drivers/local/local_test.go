@@ -364,3 +364,14 @@ func BenchmarkForkExecTrue(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+// TestTerminateBeforePID: a Stop that arrives while the process is being
+// started records the intent and signals nothing (kill(-0) would hit the
+// agent's own process group).
+func TestTerminateBeforePID(t *testing.T) {
+	h := &handle{}
+	h.terminate(stopCancel, time.Second)
+	if !h.termAt.IsZero() || h.rec.Stopping != stopCancel || h.startGrace != time.Second {
+		t.Errorf("handle after early terminate: %+v", h)
+	}
+}

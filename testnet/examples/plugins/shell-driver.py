@@ -256,7 +256,11 @@ def main():
     for line in sys.stdin:
         if not line.strip():
             continue
-        req = json.loads(line)
+        try:
+            req = json.loads(line)
+        except ValueError as e:
+            print("shell-driver: malformed request line: %s" % e, file=sys.stderr, flush=True)
+            continue
         if req.get("method") == "shutdown":
             reply({"id": req.get("id"), "result": {}})
             return
