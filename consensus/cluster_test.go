@@ -240,4 +240,3 @@ func TestMembershipVotersAndPromotion(t *testing.T) {
 		t.Fatalf("no membership note records the promotion: %v", changes)
 	}
 }
-

@@ -39,6 +39,12 @@ type Config struct {
 	SnapshotThreshold  uint64        // logs between snapshots; default 8192
 	TrailingLogs       uint64        // logs kept after a snapshot; default 10240
 
+	// ReverifyOnApply makes every replica check every signature again when
+	// it applies a committed entry. Off by default: the leader checks
+	// signatures at propose time, raft already trusts the leader (it
+	// tolerates crashes, not lies), and verify rechecks everything offline.
+	ReverifyOnApply bool
+
 	// MaxBatch is the most entries coalesced into one raft log; default 512.
 	MaxBatch int
 	// MaxInflight is the most batches in flight on the leader; default 4.

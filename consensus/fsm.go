@@ -49,8 +49,10 @@ type fsm struct {
 	db       *badger.DB
 	verifier Verifier
 	verified *verifiedCache
+	reverify bool // check signatures of entries this process did not check at propose time
 	logger   *slog.Logger
 	notify   func([]Record) // called after each commit, in order, on the FSM goroutine
+	agrCache sync.Map       // agreement id → *Agreement; agreements never change once applied
 
 	mu      sync.Mutex // guards head and changed
 	head    head
@@ -63,7 +65,7 @@ var (
 )
 
 func newFSM(db *badger.DB, v Verifier, logger *slog.Logger) (*fsm, error) {
-	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), logger: logger, changed: make(chan struct{})}
+	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), reverify: true, logger: logger, changed: make(chan struct{})}
 	h, err := readHead(db)
 	if err != nil {
 		return nil, err
@@ -188,10 +190,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-// verifyAll checks the signatures of entries not verified by this process
-// already (at propose time), in parallel. It returns one error per entry.
+// verifyAll checks, when reverify is on, the signatures of entries not
+// verified by this process already (at propose time), in parallel. It
+// returns one error per entry.
 func (f *fsm) verifyAll(entries []*Entry) []error {
 	errs := make([]error, len(entries))
+	if !f.reverify {
+		return errs
+	}
 	var todo []int
 	for i, e := range entries {
 		if !f.verified.has(e) {
@@ -270,7 +276,7 @@ func (f *fsm) checkState(w *writer, p payload) error {
 			return fmt.Errorf("task %q already has agreement %q with attempt %d; a new agreement needs a higher attempt: %w", p.TaskID, prev.ID, prev.Attempt, ErrRejected)
 		}
 	case *TaskEvent:
-		a, err := agreementByID(w, p.AgreementID)
+		a, err := f.agreementByID(w, p.AgreementID)
 		if err != nil {
 			return err
 		}
@@ -290,7 +296,7 @@ func (f *fsm) checkState(w *writer, p payload) error {
 			return fmt.Errorf("event %q must be authored by the agreement's provider or broker as documented, not %s: %w", p.Event, p.Author, ErrRejected)
 		}
 	case *Settlement:
-		a, err := agreementByID(w, p.AgreementID)
+		a, err := f.agreementByID(w, p.AgreementID)
 		if err != nil {
 			return err
 		}
@@ -299,6 +305,17 @@ func (f *fsm) checkState(w *writer, p payload) error {
 		}
 	}
 	return nil
+}
+
+func (f *fsm) agreementByID(w *writer, id string) (*Agreement, error) {
+	if a, ok := f.agrCache.Load(id); ok {
+		return a.(*Agreement), nil
+	}
+	a, err := agreementByID(w, id)
+	if err == nil {
+		f.agrCache.Store(id, a)
+	}
+	return a, err
 }
 
 func agreementByID(w *writer, id string) (*Agreement, error) {

@@ -93,6 +93,7 @@ func Open(cfg Config) (*Ledger, error) {
 		subs:      make(map[int]*subscriber),
 	}
 	f.notify = l.publish
+	f.reverify = cfg.ReverifyOnApply
 	return l, nil
 }
 

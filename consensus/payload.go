@@ -92,12 +92,14 @@ type MembershipNote struct {
 
 // payload is implemented by every typed payload.
 type payload interface {
+	version() int
 	entryID() string
 	signers() []string
 	check() error
 	when() time.Time
 }
 
+func (p *FrameworkPublished) version() int      { return p.V }
 func (p *FrameworkPublished) entryID() string   { return p.ID }
 func (p *FrameworkPublished) signers() []string { return []string{p.Author} }
 func (p *FrameworkPublished) when() time.Time   { return p.Time }
@@ -108,6 +110,7 @@ func (p *FrameworkPublished) check() error {
 	)
 }
 
+func (p *Agreement) version() int      { return p.V }
 func (p *Agreement) entryID() string   { return p.ID }
 func (p *Agreement) signers() []string { return sortedUnique(p.Broker, p.Provider) }
 func (p *Agreement) when() time.Time   { return p.Time }
@@ -121,6 +124,7 @@ func (p *Agreement) check() error {
 	)
 }
 
+func (p *TaskEvent) version() int      { return p.V }
 func (p *TaskEvent) entryID() string   { return p.ID }
 func (p *TaskEvent) signers() []string { return []string{p.Author} }
 func (p *TaskEvent) when() time.Time   { return p.Time }
@@ -134,6 +138,7 @@ func (p *TaskEvent) check() error {
 	)
 }
 
+func (p *Settlement) version() int      { return p.V }
 func (p *Settlement) entryID() string   { return p.ID }
 func (p *Settlement) signers() []string { return []string{p.Payer} }
 func (p *Settlement) when() time.Time   { return p.Time }
@@ -147,6 +152,7 @@ func (p *Settlement) check() error {
 	)
 }
 
+func (p *MembershipNote) version() int      { return p.V }
 func (p *MembershipNote) entryID() string   { return p.ID }
 func (p *MembershipNote) signers() []string { return []string{p.Author} }
 func (p *MembershipNote) when() time.Time   { return p.Time }
@@ -178,12 +184,8 @@ func decodePayload(typ string, raw []byte) (payload, error) {
 	if err := json.Unmarshal(raw, p); err != nil {
 		return nil, fmt.Errorf("payload does not decode as %s JSON: %w: %w", typ, ErrInvalid, err)
 	}
-	var v struct {
-		V int `json:"v"`
-	}
-	_ = json.Unmarshal(raw, &v)
-	if v.V != PayloadVersion {
-		return nil, fmt.Errorf("payload version \"v\" is %d; this ledger reads version %d: %w", v.V, PayloadVersion, ErrInvalid)
+	if p.version() != PayloadVersion {
+		return nil, fmt.Errorf("payload version \"v\" is %d; this ledger reads version %d: %w", p.version(), PayloadVersion, ErrInvalid)
 	}
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("payload: %w: %w", ErrInvalid, err)

@@ -66,6 +66,7 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 // Restore replaces the FSM database with a snapshot.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.agrCache.Clear()
 	if err := f.db.DropAll(); err != nil {
 		return fmt.Errorf("restore ledger snapshot: clear state: %w", err)
 	}
