@@ -1,0 +1,39 @@
+// Package consensus is pcm's ledger: a hashicorp/raft replicated,
+// hash-chained log of signed entries (frameworks, agreements, task events,
+// settlements, membership notes) that every replica can verify.
+//
+// Layout on disk (Config.Dir, normally <data-dir>/ledger): raft/ holds the
+// raft log and stable store (Badger, synchronous writes), fsm/ the applied
+// state (Badger), snapshots/ raft's file snapshots of fsm/.
+//
+// Invariants:
+//
+//   - Only entries that pass Entry.Validate (known type, size limit,
+//     canonical JSON payload, exactly the required signers, every signature
+//     valid for the type's domain) are proposed; the check runs at propose
+//     time in the proposer's goroutine, so it is parallel and refused entries
+//     never reach the raft log.
+//   - The FSM is deterministic: records get consecutive indexes 1, 2, ...;
+//     record n's hash is ChainHash(hash(n-1), n, entry); every replica that
+//     applied the same raft logs has the same head and balances.
+//   - Idempotency: an id is applied at most once per type. The same id with
+//     the same payload is a no-op that returns the original receipt; with a
+//     different payload it is rejected. Retrying after ErrOutcomeUnknown is
+//     therefore always safe.
+//   - Balances: a settlement debits its payer (the agreement's broker) and
+//     credits its payee (the provider); balances always sum to zero.
+//   - Fencing: for one task, an agreement needs a higher attempt than the
+//     latest; LatestAgreement is the one a provider may run.
+//   - The leader coalesces concurrent proposals into one raft log (a batch);
+//     the FSM applies batches of logs in one Badger transaction and records
+//     its raft index with the head, so replay after restart is a no-op.
+//
+// Membership: the first node bootstraps; others Join through any replica
+// (forwarded to the leader over LedgerProtocol). The leader admits up to
+// MaxVoters voters, then up to MaxNonVoters non-voters, then answers
+// RoleClient. Watching raft's heartbeat observations, it removes a replica
+// unreachable for longer than VoterTimeout and promotes a healthy non-voter
+// while voters are short.
+//
+// The wire messages are documented in PROTOCOL.md.
+package consensus
