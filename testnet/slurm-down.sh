@@ -9,14 +9,15 @@ state="${PCM_SLURM_DIR:-$here/.data/slurm}"
 log() { printf 'slurm-down: %s\n' "$*"; }
 
 stop_pidfile() {
-	local name=$1 file=$2
-	if [[ -f $file ]] && kill -0 "$(cat "$file")" 2>/dev/null; then
-		log "stopping $name (pid $(cat "$file"))"
-		kill "$(cat "$file")" || true
-		for _ in $(seq 100); do kill -0 "$(cat "$file")" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$(cat "$file")" 2>/dev/null; then
+	local name=$1 file=$2 pid
+	pid="$(cat "$file" 2>/dev/null || true)"
+	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+		log "stopping $name (pid $pid)"
+		kill "$pid" || true
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		if kill -0 "$pid" 2>/dev/null; then
 			log "$name still running after 10s: SIGKILL"
-			kill -9 "$(cat "$file")" || true
+			kill -9 "$pid" || true
 		fi
 	else
 		log "$name not running"

@@ -94,13 +94,19 @@ EOF
 
 changed=1
 if [[ -f $conf ]] && cmp -s "$new" "$conf"; then changed=0; fi
+# A cluster started from another state dir (another clone) holds the ports.
+old_conf="$(readlink /etc/slurm/slurm.conf 2>/dev/null || true)"
+if [[ -n $old_conf && $old_conf != "$conf" && -f $old_conf ]]; then
+	log "a cluster from $(dirname "$old_conf") is configured: stopping it first"
+	PCM_SLURM_DIR="$(dirname "$old_conf")" bash "$here/slurm-down.sh"
+fi
 mv "$new" "$conf"
 chmod 0644 "$conf"
 mkdir -p /etc/slurm
 ln -sfn "$conf" /etc/slurm/slurm.conf
 export SLURM_CONF="$conf"
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 
 # 3. munged (runs as the munge user; refuses root).
 if [[ ! -s /etc/munge/munge.key ]]; then
@@ -124,9 +130,10 @@ fi
 if [[ $changed -eq 1 ]]; then
 	for d in slurmd slurmctld; do
 		if pid_alive "$state/run/$d.pid"; then
-			log "config changed: stopping $d"
-			kill "$(cat "$state/run/$d.pid")" || true
-			for _ in $(seq 100); do pid_alive "$state/run/$d.pid" || break; sleep 0.1; done
+			pid="$(cat "$state/run/$d.pid")"
+			log "config changed: stopping $d (pid $pid)"
+			kill "$pid" || true
+			for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		fi
 	done
 fi
