@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/mesh"
 )
@@ -41,6 +42,9 @@ type Agent struct {
 	api     *http.Server
 	apiAddr string
 	started time.Time
+
+	ledger   *consensus.Ledger
+	ledgerLn net.Listener
 
 	fpMu sync.Mutex
 	fp   map[string]drivers.Fingerprint
@@ -113,6 +117,14 @@ func (a *Agent) Start(ctx context.Context) error {
 		cancel()
 		return err
 	}
+	if err := a.openLedger(); err != nil {
+		a.Close()
+		return err
+	}
+	if err := a.startLedger(ctx, runCtx); err != nil {
+		a.Close()
+		return err
+	}
 	if err := a.refreshFingerprints(ctx); err != nil {
 		a.Close()
 		return err
@@ -182,6 +194,12 @@ func (a *Agent) Close() error {
 		}
 		if a.cancel != nil {
 			a.cancel()
+		}
+		if a.ledgerLn != nil {
+			errs = append(errs, a.ledgerLn.Close())
+		}
+		if a.ledger != nil {
+			errs = append(errs, a.ledger.Close())
 		}
 		a.wg.Wait()
 		errs = append(errs, a.node.Close())

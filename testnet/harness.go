@@ -45,6 +45,7 @@ type Options struct {
 type Mesh struct {
 	t     testing.TB
 	opts  Options
+	base  string
 	mu    sync.Mutex
 	Nodes []*Node
 }
@@ -77,7 +78,9 @@ func Start(t testing.TB, opts Options) *Mesh {
 	if opts.LogLevel == 0 {
 		opts.LogLevel = slog.LevelWarn
 	}
-	m := &Mesh{t: t, opts: opts}
+	// TempDir before Cleanup: cleanups run last-in first-out, so the
+	// agents stop before their data dirs are removed.
+	m := &Mesh{t: t, opts: opts, base: t.TempDir()}
 	t.Cleanup(m.Close)
 	for i := range opts.N {
 		m.add(i)
@@ -87,7 +90,7 @@ func Start(t testing.TB, opts Options) *Mesh {
 
 func (m *Mesh) add(i int) {
 	t := m.t
-	dir := filepath.Join(t.TempDir(), fmt.Sprintf("agent%d", i))
+	dir := filepath.Join(m.base, fmt.Sprintf("agent%d", i))
 	id, err := mesh.LoadOrCreateIdentity(dir)
 	if err != nil {
 		t.Fatalf("agent %d identity: %v", i, err)

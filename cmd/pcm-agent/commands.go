@@ -15,6 +15,8 @@ func commands() []*cli.Command {
 		statusCommand(),
 		peersCommand(),
 		resourcesCommand(),
+		frameworkCommand(),
+		taskCommand(),
 		versionCommand(),
 	}
 }
@@ -28,5 +30,21 @@ func versionCommand() *cli.Command {
 				fmt.Fprintf(w, "pcm-agent %s\n", version)
 			})
 		},
+	}
+}
+
+func frameworkCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "framework",
+		Usage:       "rule frameworks: validate, publish, list, show",
+		Subcommands: []*cli.Command{frameworkValidateCommand()},
+	}
+}
+
+func taskCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "task",
+		Usage:       "task documents: validate offline",
+		Subcommands: []*cli.Command{taskValidateCommand()},
 	}
 }

@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/pcm-mesh/pcm/consensus"
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// openLedger opens this agent's ledger replica over libp2p streams: raft on
+// /pcm/raft/1.0.0 and joins, forwarded proposals and reads on
+// /pcm/ledger/1.0.0. An agent with no bootstrap peers (or told to)
+// bootstraps its own ledger; others join through their bootstrap peers.
+func (a *Agent) openLedger() error {
+	layer, err := a.node.RaftLayer()
+	if err != nil {
+		return err
+	}
+	cfg := consensus.DefaultConfig()
+	cfg.ID = a.ID()
+	cfg.Dir = filepath.Join(a.cfg.DataDir, "ledger")
+	cfg.Bootstrap = a.cfg.Ledger.Bootstrap || len(a.cfg.Bootstrap) == 0
+	if a.cfg.Ledger.MaxVoters > 0 {
+		cfg.MaxVoters = a.cfg.Ledger.MaxVoters
+	}
+	if a.cfg.Ledger.MaxNonVoters > 0 {
+		cfg.MaxNonVoters = a.cfg.Ledger.MaxNonVoters
+	}
+	if a.cfg.Ledger.VoterTimeout > 0 {
+		cfg.VoterTimeout = a.cfg.Ledger.VoterTimeout
+	}
+	log := a.log.With("component", "ledger")
+	cfg.Transport = consensus.NewStreamTransport(layer, log)
+	cfg.Dial = func(ctx context.Context, id string) (net.Conn, error) {
+		return a.node.DialConn(ctx, id, mesh.LedgerProtocol)
+	}
+	cfg.Verifier = mesh.Verifier{}
+	cfg.Signer = a.deps.Identity
+	cfg.Logger = log
+	l, err := consensus.Open(cfg)
+	if err != nil {
+		layer.Close()
+		return fmt.Errorf("open ledger in %s: %w", cfg.Dir, err)
+	}
+	a.ledger = l
+	ln, err := a.node.Listen(mesh.LedgerProtocol)
+	if err != nil {
+		return err
+	}
+	a.ledgerLn = ln
+	a.goLoop(func() { a.serveLedger(ln) })
+	return nil
+}
+
+func (a *Agent) serveLedger(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go a.ledger.ServeConn(conn)
+	}
+}
+
+// startLedger starts raft and, for agents that did not bootstrap, joins
+// the mesh's ledger through the bootstrap peers in the background.
+func (a *Agent) startLedger(ctx, runCtx context.Context) error {
+	if err := a.ledger.Start(ctx); err != nil {
+		return fmt.Errorf("start ledger: %w", err)
+	}
+	if a.cfg.Ledger.Bootstrap || len(a.cfg.Bootstrap) == 0 {
+		return nil
+	}
+	var via []string
+	for _, b := range a.cfg.Bootstrap {
+		if ai, err := mesh.ParseAddrInfo(b); err == nil {
+			via = append(via, ai.ID.String())
+		}
+	}
+	a.goLoop(func() {
+		for runCtx.Err() == nil {
+			jctx, cancel := context.WithTimeout(runCtx, time.Minute)
+			role, err := a.ledger.Join(jctx, via)
+			cancel()
+			if err == nil {
+				a.log.Info("joined the ledger", "role", role)
+				return
+			}
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			a.log.Warn("join ledger", "via", via, "err", err)
+		}
+	})
+	return nil
+}
+
+// Ledger is the agent's ledger replica.
+func (a *Agent) Ledger() *consensus.Ledger { return a.ledger }
