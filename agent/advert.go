@@ -91,8 +91,30 @@ func addClasses(dst, src map[string]float64) {
 	}
 }
 
-// advert describes this provider from its drivers' fingerprints.
+// advert describes this provider: capacity from its drivers'
+// fingerprints, the frameworks it adheres to with its prices, its load.
 func (a *Agent) advert() mesh.Advert {
+	ad := a.capacityAdvert()
+	if a.fws != nil {
+		ad.Frameworks = a.fws.adheredIDs()
+		ad.Prices = map[string]map[string]int64{}
+		for _, id := range ad.Frameworks {
+			if fw, err := a.fws.resolve(id); err == nil {
+				if p := a.pricesFor(fw); len(p) > 0 {
+					ad.Prices[id] = p
+				}
+			}
+		}
+		ad.Running = a.provider.running()
+	}
+	if a.ledger != nil {
+		ad.Roles = []string{string(a.ledger.Role())}
+	}
+	return ad
+}
+
+// capacityAdvert is the advert's capacity part (takes no provider lock).
+func (a *Agent) capacityAdvert() mesh.Advert {
 	a.fpMu.Lock()
 	fps := a.fp
 	a.fpMu.Unlock()

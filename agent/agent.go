@@ -45,6 +45,13 @@ type Agent struct {
 
 	ledger   *consensus.Ledger
 	ledgerLn net.Listener
+	tasks    *taskStore
+	fws      *frameworks
+	provider *provider
+	broker   *broker
+	// runCtx is the agent's lifetime: Close cancels it. Background work
+	// (negotiations, event proposals) derives its contexts from it.
+	runCtx context.Context
 
 	fpMu sync.Mutex
 	fp   map[string]drivers.Fingerprint
@@ -87,6 +94,9 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		return nil, err
 	}
 	a.node = node
+	a.fws = newFrameworks()
+	a.provider = newProvider(a)
+	a.broker = newBroker(a)
 	return a, nil
 }
 
@@ -112,7 +122,7 @@ func (a *Agent) meshConfig() (mesh.Config, error) {
 func (a *Agent) Start(ctx context.Context) error {
 	a.started = time.Now()
 	runCtx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
+	a.cancel, a.runCtx = cancel, runCtx
 	if err := a.node.Start(ctx); err != nil {
 		cancel()
 		return err
@@ -126,6 +136,10 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.refreshFingerprints(ctx); err != nil {
+		a.Close()
+		return err
+	}
+	if err := a.startTasks(ctx); err != nil {
 		a.Close()
 		return err
 	}
@@ -202,6 +216,9 @@ func (a *Agent) Close() error {
 			errs = append(errs, a.ledger.Close())
 		}
 		a.wg.Wait()
+		if a.tasks != nil {
+			errs = append(errs, a.tasks.close())
+		}
 		errs = append(errs, a.node.Close())
 		for _, name := range a.order {
 			errs = append(errs, a.drivers[name].Close())

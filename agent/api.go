@@ -19,6 +19,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/peers", a.handlePeers)
 	mux.HandleFunc("GET /v1/resources", a.handleResources)
+	a.ledgerRoutes(mux)
+	a.taskRoutes(mux)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -231,3 +231,18 @@ func (w tLog) Write(p []byte) (int, error) {
 	w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// WaitForMesh waits until every running agent lists every running agent
+// as a provider and knows a ledger leader.
+func (m *Mesh) WaitForMesh(d time.Duration) {
+	m.t.Helper()
+	running := m.Running()
+	m.WaitFor(d, fmt.Sprintf("%d agents to see each other and a ledger leader", len(running)), func() bool {
+		for _, a := range running {
+			if a.Node().Table().Len() != len(running) || !a.LedgerReady() {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -1,0 +1,59 @@
+package agent_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/consensus"
+	"github.com/pcm-mesh/pcm/testnet"
+)
+
+func shellTask(name, cmd string) []byte {
+	return fmt.Appendf(nil, "name: %s\nresources:\n  cpu: 0.5\n  memory: 64Mi\ndriver: local\ncommand: [\"/bin/sh\", \"-c\", %q]\n", name, cmd)
+}
+
+func waitState(t *testing.T, m *testnet.Mesh, a *agent.Agent, id string, d time.Duration, states ...string) *agent.Task {
+	t.Helper()
+	var last *agent.Task
+	m.WaitFor(d, fmt.Sprintf("task %s to reach %v", id, states), func() bool {
+		tk, err := a.TaskStatus(t.Context(), id)
+		if err != nil {
+			return false
+		}
+		last = tk
+		for _, s := range states {
+			if tk.State == s {
+				return true
+			}
+		}
+		return false
+	})
+	return last
+}
+
+func TestSubmitPlacesRunsAndSettles(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3})
+	m.WaitForMesh(10 * time.Second)
+	a := m.Nodes[0].Agent()
+	tk, err := a.Submit(shellTask("hello", "echo hello from pcm"), "hello.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitState(t, m, a, tk.ID, 20*time.Second, agent.StateSucceeded, agent.StateFailed)
+	if done.State != agent.StateSucceeded {
+		t.Fatalf("task ended %s: %s (%+v)", done.State, done.Message, done.History)
+	}
+	recs, err := a.Ledger().Entries(t.Context(), consensus.Filter{Task: tk.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, r := range recs {
+		kinds[r.Type]++
+	}
+	if kinds[consensus.TypeAgreement] != 1 || kinds[consensus.TypeSettlement] != 1 || kinds[consensus.TypeTaskEvent] != 2 {
+		t.Fatalf("ledger records for the task: %v", kinds)
+	}
+}

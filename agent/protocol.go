@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// Stream protocols owned by the agent (documented in PROTOCOL.md).
+const (
+	NegotiateProtocol protocol.ID = "/pcm/negotiate/1.0.0"
+	TaskProtocol      protocol.ID = "/pcm/task/1.0.0"
+	SubmitProtocol    protocol.ID = "/pcm/submit/1.0.0"
+)
+
+// maxFrame bounds every negotiation, task and submit frame.
+const maxFrame = 256 << 10
+
+// Message kinds on /pcm/negotiate/1.0.0, in order.
+const (
+	KindCFP       = "cfp"
+	KindBid       = "bid"
+	KindDecline   = "decline"
+	KindAward     = "award"
+	KindRelease   = "release"
+	KindConfirm   = "confirm"
+	KindCommitted = "committed"
+	KindAborted   = "aborted"
+)
+
+// protocolVersion is the negotiation payload version.
+const protocolVersion = 1
+
+// Envelope carries one signed message: Payload is the exact JSON that
+// Signer signed under the domain "negotiate/<kind>/v1".
+type Envelope struct {
+	Kind    string          `json:"kind"`
+	Signer  string          `json:"signer"`
+	Payload json.RawMessage `json:"payload"`
+	Sig     []byte          `json:"sig"`
+}
+
+func negotiateDomain(kind string) string { return "negotiate/" + kind + "/v1" }
+
+// seal signs v as a message of kind.
+func seal(id *mesh.Identity, kind string, v any) (Envelope, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode %s: %w", kind, err)
+	}
+	sig, err := id.Sign(negotiateDomain(kind), b)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return Envelope{Kind: kind, Signer: id.ID(), Payload: b, Sig: sig}, nil
+}
+
+var (
+	errBadMessage = errors.New("bad negotiation message")
+	errExpired    = errors.New("message expired")
+)
+
+// open checks the envelope's kind, signer and signature and decodes its
+// payload into v.
+func open(env Envelope, kind, wantSigner string, v any) error {
+	if env.Kind != kind {
+		return fmt.Errorf("%w: got %q, want %q", errBadMessage, env.Kind, kind)
+	}
+	if wantSigner != "" && env.Signer != wantSigner {
+		return fmt.Errorf("%w: %s signed by %s, want %s", errBadMessage, kind, env.Signer, wantSigner)
+	}
+	if err := (mesh.Verifier{}).Verify(env.Signer, negotiateDomain(kind), env.Payload, env.Sig); err != nil {
+		return fmt.Errorf("%w: %w", errBadMessage, err)
+	}
+	if err := json.Unmarshal(env.Payload, v); err != nil {
+		return fmt.Errorf("%w: %s payload: %w", errBadMessage, kind, err)
+	}
+	return nil
+}
+
+// CFP is a broker's call for proposals for one attempt of a task.
+type CFP struct {
+	V         int             `json:"v"`
+	ID        string          `json:"id"`
+	TaskID    string          `json:"task_id"`
+	Attempt   int             `json:"attempt"`
+	Framework string          `json:"framework"`
+	Task      json.RawMessage `json:"task"`
+	TaskHash  string          `json:"task_hash"`
+	Broker    string          `json:"broker"`
+	Expires   time.Time       `json:"expires"`
+}
+
+// BidMsg is a provider's offer: it holds a tentative reservation until
+// Expires.
+type BidMsg struct {
+	V        int       `json:"v"`
+	CFP      string    `json:"cfp"`
+	TaskID   string    `json:"task_id"`
+	Provider string    `json:"provider"`
+	Price    int64     `json:"price"`
+	Driver   string    `json:"driver"`
+	Expires  time.Time `json:"expires"`
+}
+
+// DeclineMsg says why a provider will not bid.
+type DeclineMsg struct {
+	V        int      `json:"v"`
+	CFP      string   `json:"cfp"`
+	Provider string   `json:"provider"`
+	Reasons  []string `json:"reasons"`
+}
+
+// AwardMsg gives the agreement (ledger payload bytes) and the broker's
+// ledger signature over it.
+type AwardMsg struct {
+	V         int             `json:"v"`
+	CFP       string          `json:"cfp"`
+	Agreement json.RawMessage `json:"agreement"`
+	BrokerSig []byte          `json:"broker_sig"`
+}
+
+// ReleaseMsg frees a losing bid's reservation.
+type ReleaseMsg struct {
+	V   int    `json:"v"`
+	CFP string `json:"cfp"`
+}
+
+// ConfirmMsg is the provider's ledger signature over the agreement.
+type ConfirmMsg struct {
+	V           int    `json:"v"`
+	CFP         string `json:"cfp"`
+	ProviderSig []byte `json:"provider_sig"`
+}
+
+// CommittedMsg tells the provider the agreement is in the ledger.
+type CommittedMsg struct {
+	V     int    `json:"v"`
+	CFP   string `json:"cfp"`
+	Index uint64 `json:"index"`
+}
+
+// AbortedMsg tells the provider the agreement did not commit.
+type AbortedMsg struct {
+	V      int    `json:"v"`
+	CFP    string `json:"cfp"`
+	Reason string `json:"reason"`
+}
+
+func writeEnv(w io.Writer, env Envelope) error { return mesh.WriteFrame(w, env, maxFrame) }
+
+func readEnv(r *bufio.Reader) (Envelope, error) {
+	var env Envelope
+	err := mesh.ReadFrame(r, &env, maxFrame)
+	return env, err
+}

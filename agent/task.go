@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pcm-mesh/pcm/consensus"
+)
+
+// Task states. Succeeded, failed, cancelled, lost (without retries left)
+// and expired are final.
+const (
+	StateQueued      = "queued"
+	StateNegotiating = "negotiating"
+	StatePlaced      = "placed"
+	StateRunning     = "running"
+	StateSucceeded   = "succeeded"
+	StateFailed      = "failed"
+	StateCancelled   = "cancelled"
+	StateLost        = "lost"
+	StateExpired     = "expired"
+)
+
+var errTaskNotFound = errors.New("task not found")
+
+// finalState reports whether s ends a task.
+func finalState(s string) bool {
+	switch s {
+	case StateSucceeded, StateFailed, StateCancelled, StateExpired:
+		return true
+	}
+	return false
+}
+
+// Task is the broker's record of one submitted task. It is persisted in
+// Badger on every change so a restarted broker picks it up again.
+type Task struct {
+	ID          string          `json:"id"`
+	Name        string          `json:"name"`
+	Framework   string          `json:"framework"`
+	Document    json.RawMessage `json:"document"`
+	Hash        string          `json:"hash"`
+	Broker      string          `json:"broker"`
+	Submitter   string          `json:"submitter"`
+	State       string          `json:"state"`
+	Message     string          `json:"message,omitempty"`
+	SubmittedAt time.Time       `json:"submitted_at"`
+	Deadline    time.Time       `json:"deadline"`
+	Attempt     int             `json:"attempt"`
+	RetriesLeft int             `json:"retries_left"`
+	LostCount   int             `json:"lost_count,omitempty"`
+	Provider    string          `json:"provider,omitempty"`
+	AgreementID string          `json:"agreement_id,omitempty"`
+	Price       int64           `json:"price,omitempty"`
+	Excluded    []string        `json:"excluded,omitempty"`
+	ExitCode    int             `json:"exit_code,omitempty"`
+	Usage       consensus.Usage `json:"usage"`
+	Settled     int64           `json:"settled,omitempty"`
+	Rounds      []Round         `json:"rounds,omitempty"`
+	History     []Transition    `json:"history"`
+	NextRound   time.Time       `json:"next_round,omitzero"`
+}
+
+// Transition is one state change.
+type Transition struct {
+	State string    `json:"state"`
+	Time  time.Time `json:"time"`
+	Note  string    `json:"note,omitempty"`
+}
+
+// Round is one negotiation round, kept for `tasks explain`.
+type Round struct {
+	N          int         `json:"n"`
+	Attempt    int         `json:"attempt"`
+	Time       time.Time   `json:"time"`
+	Candidates []string    `json:"candidates"`
+	Ruled      []RuledOut  `json:"ruled_out,omitempty"`
+	Bids       []BidRecord `json:"bids,omitempty"`
+	Declines   []RuledOut  `json:"declines,omitempty"`
+	Winner     string      `json:"winner,omitempty"`
+	Outcome    string      `json:"outcome"`
+}
+
+// RuledOut is a provider that cannot take the task, with every reason.
+type RuledOut struct {
+	Provider string   `json:"provider"`
+	Reasons  []string `json:"reasons"`
+}
+
+// BidRecord is one bid received.
+type BidRecord struct {
+	Provider string `json:"provider"`
+	Price    int64  `json:"price"`
+}
+
+const maxRounds = 20
+
+// addRound keeps the last maxRounds rounds.
+func (t *Task) addRound(r Round) {
+	r.N = 1
+	if len(t.Rounds) > 0 {
+		r.N = t.Rounds[len(t.Rounds)-1].N + 1
+	}
+	t.Rounds = append(t.Rounds, r)
+	if len(t.Rounds) > maxRounds {
+		t.Rounds = t.Rounds[len(t.Rounds)-maxRounds:]
+	}
+}
+
+// setState records a transition (no-op when unchanged).
+func (t *Task) setState(s, note string, now time.Time) {
+	if t.State == s && note == t.Message {
+		return
+	}
+	t.State, t.Message = s, note
+	t.History = append(t.History, Transition{State: s, Time: now, Note: note})
+}
+
+// taskStore keeps broker task records in Badger with synchronous writes.
+type taskStore struct {
+	db *badger.DB
+}
+
+var taskPrefix = []byte("task/")
+
+func openTaskStore(dir string) (*taskStore, error) {
+	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
+		WithMemTableSize(8 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open task store %s: %w", dir, err)
+	}
+	return &taskStore{db: db}, nil
+}
+
+func (s *taskStore) put(t *Task) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", t.ID, err)
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(append(append([]byte{}, taskPrefix...), t.ID...), b)
+	})
+}
+
+func (s *taskStore) get(id string) (*Task, error) {
+	var t Task
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(append(append([]byte{}, taskPrefix...), id...))
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error { return json.Unmarshal(v, &t) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: %s", errTaskNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read task %s: %w", id, err)
+	}
+	return &t, nil
+}
+
+func (s *taskStore) all() ([]*Task, error) {
+	var out []*Task
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = taskPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var t Task
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+				return err
+			}
+			out = append(out, &t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *taskStore) close() error { return s.db.Close() }
