@@ -29,8 +29,8 @@ type provider struct {
 	a *Agent
 
 	mu        sync.Mutex
-	holds     map[string]*hold    // by CFP id
-	confirmed map[string]*hold    // by agreement id, until committed
+	holds     map[string]*hold // by CFP id
+	confirmed map[string]*hold // by agreement id, until committed
 	seenCFP   map[string]time.Time
 	attempts  map[string]*attempt // by agreement id
 	byTask    map[string]string   // task id -> agreement id running here

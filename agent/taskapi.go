@@ -300,4 +300,3 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/frameworks", a.handlePublish)
 }
-

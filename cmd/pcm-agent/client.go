@@ -99,3 +99,26 @@ func (a *apiClient) get(c *cli.Context, path string, out any) error {
 	defer cancel()
 	return a.do(ctx, http.MethodGet, path, nil, out)
 }
+
+// doRaw sends a prepared request (any body) and decodes the JSON answer.
+func (a *apiClient) doRaw(req *http.Request, out any) error {
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return withCode(exitUnavailable, fmt.Errorf("cannot reach the agent at %s (is `pcm-agent join` running? set --api): %w", a.base, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return apiStatusError(resp.StatusCode, e.Error)
+		}
+		return apiStatusError(resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}

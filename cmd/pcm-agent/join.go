@@ -38,6 +38,10 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver with default settings: local, sim, slurm, kubernetes (repeatable; default local)"},
 			&cli.DurationFlag{Name: "advert-interval", Usage: "how often to republish the advert (default 10s)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default info)"},
+			&cli.StringSliceFlag{Name: "framework", Usage: "adhere to a framework: a published id, or a file that is published first (repeatable)"},
+			&cli.StringSliceFlag{Name: "price", Usage: "price CLASS=AMOUNT in currency units per unit-hour, e.g. cpu=0.05 (repeatable)"},
+			&cli.BoolFlag{Name: "bootstrap-ledger", Usage: "start a new ledger even though --bootstrap peers are given"},
+			&cli.IntFlag{Name: "max-voters", Usage: "ledger voters at most (default 3)"},
 		},
 		Action: runJoin,
 	}
@@ -125,6 +129,26 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 			cfg.Labels = map[string]string{}
 		}
 		cfg.Labels[k] = v
+	}
+	if c.IsSet("framework") {
+		cfg.Frameworks = c.StringSlice("framework")
+	}
+	for _, p := range c.StringSlice("price") {
+		k, v, ok := strings.Cut(p, "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			return cfg, fmt.Errorf("--price %q: want CLASS=AMOUNT such as cpu=0.05", p)
+		}
+		if cfg.Prices == nil {
+			cfg.Prices = map[string]float64{}
+		}
+		cfg.Prices[k] = f
+	}
+	if c.IsSet("bootstrap-ledger") {
+		cfg.Ledger.Bootstrap = c.Bool("bootstrap-ledger")
+	}
+	if c.IsSet("max-voters") {
+		cfg.Ledger.MaxVoters = c.Int("max-voters")
 	}
 	if c.IsSet("driver") {
 		cfg.Drivers = map[string]yaml.Node{}
