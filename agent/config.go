@@ -37,6 +37,9 @@ type Config struct {
 	LogLevel   string             `yaml:"log_level"`
 	// DisableDHT is for large in-process test meshes.
 	DisableDHT bool `yaml:"-"`
+	// Faults inject bugs for testing the checkers (testnet/chaos.sh); never
+	// set in production.
+	Faults Faults `yaml:"-"`
 }
 
 // LedgerConfig configures this agent's ledger replica.
@@ -166,4 +169,11 @@ func pathAtLine(n *yaml.Node, line int, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// Faults are deliberate bugs that prove the chaos checker can fail.
+type Faults struct {
+	// DropFinalEvents makes providers "forget" to record how tasks ended
+	// while reporting success to nobody: tasks never reach a final state.
+	DropFinalEvents bool
 }

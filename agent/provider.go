@@ -408,6 +408,10 @@ func (p *provider) finish(ctx context.Context, at *attempt) {
 // event proposes a task event signed by this provider, retrying until the
 // ledger takes it (ids are deterministic, so retries are idempotent).
 func (p *provider) event(ag consensus.Agreement, kind string, st drivers.Status) {
+	if p.a.cfg.Faults.DropFinalEvents && kind != consensus.EventStarted {
+		p.a.log.Warn("fault injection: dropping ledger write", "event", ag.ID+"/"+kind)
+		return
+	}
 	te := consensus.TaskEvent{
 		V: consensus.PayloadVersion, ID: ag.ID + "/" + kind, TaskID: ag.TaskID, AgreementID: ag.ID,
 		Event: kind, Author: p.a.ID(), ExitCode: st.ExitCode, Message: truncate(st.Message, 512),

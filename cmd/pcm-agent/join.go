@@ -156,6 +156,8 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 			cfg.Drivers[d] = yaml.Node{}
 		}
 	}
+	// PCM_FAULT_DROP_FINAL_EVENTS=1 injects a bug for testnet/chaos.sh to catch.
+	cfg.Faults.DropFinalEvents = os.Getenv("PCM_FAULT_DROP_FINAL_EVENTS") == "1"
 	if len(cfg.Drivers) == 0 {
 		cfg.Drivers = map[string]yaml.Node{"local": {}}
 	}
@@ -219,4 +221,3 @@ func driverJSON(kind string, n yaml.Node) ([]byte, error) {
 func driverStateDir(cfg agent.Config, kind string) string {
 	return filepath.Join(cfg.DataDir, "drivers", kind)
 }
-
