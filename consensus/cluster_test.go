@@ -228,15 +228,11 @@ func TestMembershipVotersAndPromotion(t *testing.T) {
 		m := membership(t, c.nodes[leader].Ledger())
 		return len(m.Voters) == 3 && !slices.Contains(m.Voters, victimID) && len(m.NonVoters) == 1
 	})
-	recs, err := c.nodes[leader].Ledger().Entries(t.Context(), Filter{Type: TypeMembership, Consistent: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var changes []string
-	for _, r := range recs {
-		changes = append(changes, string(r.Payload))
-	}
-	if !slices.ContainsFunc(changes, func(s string) bool { return strings.Contains(s, "promoted") }) {
-		t.Fatalf("no membership note records the promotion: %v", changes)
-	}
+	eventually(t, 10*time.Second, "a membership note recording the promotion", func() bool {
+		recs, err := c.nodes[leader].Ledger().Entries(t.Context(), Filter{Type: TypeMembership})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(recs, func(r Record) bool { return strings.Contains(string(r.Payload), "promoted") })
+	})
 }
