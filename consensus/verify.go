@@ -111,6 +111,11 @@ func verifyDB(db *badger.DB, v Verifier, progress func(done, total uint64)) (Ver
 	prev := GenesisHash
 	var next uint64 = 1
 	check := func() (bool, error) {
+		defer func() {
+			if progress != nil {
+				progress(rep.Entries, h.Index)
+			}
+		}()
 		var wg sync.WaitGroup
 		workers := runtime.GOMAXPROCS(0)
 		for w := range workers {
@@ -150,9 +155,6 @@ func verifyDB(db *badger.DB, v Verifier, progress func(done, total uint64)) (Ver
 			}
 			prev, next = r.Hash, idx+1
 			rep.Entries, rep.Head = idx, r.Hash
-		}
-		if progress != nil {
-			progress(rep.Entries, h.Index)
 		}
 		batch = batch[:0]
 		return true, nil
