@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -65,10 +66,21 @@ func TestPluginCrash(t *testing.T) {
 	d := newTestDriver(t, t.TempDir())
 	t.Cleanup(func() { d.Close() })
 	spec := drivers.TaskSpec{ID: "stubborn", Resources: drivers.Resources{CPUs: 1, MemoryMB: 64},
-		Command: []string{"/bin/sh", "-c", `trap '' TERM; while :; do sleep 0.05; done`}}
+		Command: []string{"/bin/sh", "-c", `trap '' TERM; echo ready; while :; do sleep 0.05; done`}}
 	if _, err := d.Start(t.Context(), spec); err != nil {
 		t.Fatalf("start: %v", err)
 	}
+	// Once the task prints, the wrapper has its trap and the task ignores
+	// SIGTERM: the stop below can only end by the grace period.
+	waitFor(t, func() bool {
+		rc, err := d.Logs(t.Context(), "stubborn", drivers.LogOptions{})
+		if err != nil {
+			return false
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return strings.Contains(string(b), "ready")
+	})
 	d.procMu.Lock()
 	p := d.proc
 	d.procMu.Unlock()
