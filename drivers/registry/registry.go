@@ -9,6 +9,7 @@ import (
 
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/drivers/exec"
+	"github.com/pcm-mesh/pcm/drivers/kubernetes"
 	"github.com/pcm-mesh/pcm/drivers/local"
 	"github.com/pcm-mesh/pcm/drivers/sim"
 	"github.com/pcm-mesh/pcm/drivers/slurm"
@@ -56,7 +57,7 @@ func Build(kind string, raw any, stateDir string, logger *slog.Logger) (drivers.
 	case "slurm":
 		return slurm.FromConfig(js, stateDir, logger)
 	case "kubernetes":
-		return nil, fmt.Errorf("driver kind %q is not built into this binary yet; use local, sim, exec or slurm", kind)
+		return kubernetes.FromConfig(js, stateDir, logger)
 	}
 	return nil, fmt.Errorf("driver kind %q is unknown; known: %s", kind, strings.Join(Kinds, ", "))
 }

@@ -24,7 +24,8 @@ func TestBuild(t *testing.T) {
 		{"sim bad probability", "sim", yamlMap(t, "failure_probability: 2\n"), "failure_probability"},
 		{"exec", "exec", yamlMap(t, "command: [python3, plugin.py]\n"), ""},
 		{"exec without command", "exec", nil, "command is empty"},
-		{"kubernetes not built in", "kubernetes", nil, "not built into this binary"},
+		{"kubernetes unknown key", "kubernetes", yamlMap(t, "no_such_key: 1\n"), "no_such_key"},
+		{"slurm unknown key", "slurm", yamlMap(t, "no_such_key: 1\n"), "no_such_key"},
 		{"unknown kind", "nomad", nil, "known: local, sim, exec"},
 	}
 	for _, tc := range tests {
