@@ -591,9 +591,39 @@ func (b *broker) settle(t *Task, ev consensus.TaskEvent) int64 {
 	return amount
 }
 
-// providerGone records every placed attempt on a vanished provider as lost
-// and queues the task again without it.
+// providerGone is called when a provider's advert expired. Adverts can be
+// late on a loaded mesh, so the broker first tries to reach the provider;
+// only a provider that is also unreachable has lost its tasks.
 func (b *broker) providerGone(provider string) {
+	if !b.holdsTasksOn(provider) {
+		return
+	}
+	b.a.goLoop(func() {
+		ctx, cancel := context.WithTimeout(b.a.runCtx, 3*time.Second)
+		defer cancel()
+		if _, s, err := b.a.askPeer(ctx, provider, TaskRequest{V: 1, Op: "ping"}); err == nil {
+			s.Close()
+			b.a.log.Info("provider advert expired but it answers; keeping its tasks", "provider", provider)
+			return
+		}
+		b.providerLost(provider)
+	})
+}
+
+func (b *broker) holdsTasksOn(provider string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.tasks {
+		if t.Provider == provider && (t.State == StatePlaced || t.State == StateRunning) {
+			return true
+		}
+	}
+	return false
+}
+
+// providerLost records every placed attempt on a vanished provider as lost
+// and queues the task again without it.
+func (b *broker) providerLost(provider string) {
 	b.mu.Lock()
 	var hit []*Task
 	for _, t := range b.tasks {

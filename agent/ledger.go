@@ -103,20 +103,8 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 // Ledger is the agent's ledger replica.
 func (a *Agent) Ledger() *consensus.Ledger { return a.ledger }
 
-// LedgerReady reports whether this agent is a ledger member that knows a
-// leader.
+// LedgerReady reports whether this agent is a ledger replica that knows
+// a leader.
 func (a *Agent) LedgerReady() bool {
-	if a.ledger == nil {
-		return false
-	}
-	m, err := a.ledger.Members(context.Background())
-	if err != nil || m.Leader == "" {
-		return false
-	}
-	for _, id := range append(m.Voters, m.NonVoters...) {
-		if id == a.ID() {
-			return true
-		}
-	}
-	return false
+	return a.ledger != nil && a.ledger.Leader() != "" && a.ledger.Role() != consensus.RoleClient
 }

@@ -16,21 +16,26 @@ func shellTask(name, cmd string) []byte {
 
 func waitState(t *testing.T, m *testnet.Mesh, a *agent.Agent, id string, d time.Duration, states ...string) *agent.Task {
 	t.Helper()
+	deadline := time.Now().Add(d)
 	var last *agent.Task
-	m.WaitFor(d, fmt.Sprintf("task %s to reach %v", id, states), func() bool {
+	for {
 		tk, err := a.TaskStatus(t.Context(), id)
-		if err != nil {
-			return false
-		}
-		last = tk
-		for _, s := range states {
-			if tk.State == s {
-				return true
+		if err == nil {
+			last = tk
+			for _, s := range states {
+				if tk.State == s {
+					return tk
+				}
 			}
 		}
-		return false
-	})
-	return last
+		if time.Now().After(deadline) {
+			if last != nil {
+				t.Fatalf("task %s not in %v after %s: state %s (%s), provider %s, history %+v, rounds %+v", id, states, d, last.State, last.Message, last.Provider, last.History, last.Rounds)
+			}
+			t.Fatalf("task %s: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestSubmitPlacesRunsAndSettles(t *testing.T) {

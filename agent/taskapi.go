@@ -20,7 +20,7 @@ import (
 // stream's authenticated remote peer.
 type TaskRequest struct {
 	V      int    `json:"v"`
-	Op     string `json:"op"` // status | logs | cancel
+	Op     string `json:"op"` // ping | status | logs | cancel
 	TaskID string `json:"task_id"`
 	Offset int64  `json:"offset,omitempty"`
 	Follow bool   `json:"follow,omitempty"`
@@ -54,6 +54,8 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 	ctx, cancel := context.WithCancel(a.runCtx)
 	defer cancel()
 	switch req.Op {
+	case "ping":
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, OK: true}, maxFrame)
 	case "status":
 		t, ok := a.broker.get(req.TaskID)
 		if !ok {
@@ -72,7 +74,7 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 			_, _ = io.Copy(s, rc)
 		}
 	default:
-		_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: fmt.Sprintf("op %q is unknown; use status, logs or cancel", req.Op)}, maxFrame)
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: fmt.Sprintf("op %q is unknown; use ping, status, logs or cancel", req.Op)}, maxFrame)
 	}
 }
 

@@ -56,7 +56,16 @@ func NewValidator(maxSkew time.Duration, now func() time.Time, log *slog.Logger)
 // the decoded advert in msg.ValidatorData.
 func (v *Validator) Validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	a, reason := v.check(msg.GetFrom(), msg.GetData())
-	if reason != "" {
+	switch reason {
+	case "":
+	case ReasonReplayed:
+		// Gossip may deliver one publisher's adverts out of order through
+		// different peers: drop a stale one without penalising the honest
+		// forwarder. A replay older than the clock window is rejected by
+		// its time instead.
+		v.count(reason)
+		return pubsub.ValidationIgnore
+	default:
 		v.count(reason)
 		return pubsub.ValidationReject
 	}

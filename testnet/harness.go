@@ -237,12 +237,26 @@ func (w tLog) Write(p []byte) (int, error) {
 func (m *Mesh) WaitForMesh(d time.Duration) {
 	m.t.Helper()
 	running := m.Running()
-	m.WaitFor(d, fmt.Sprintf("%d agents to see each other and a ledger leader", len(running)), func() bool {
-		for _, a := range running {
-			if a.Node().Table().Len() != len(running) || !a.LedgerReady() {
-				return false
-			}
+	var why string
+	deadline := time.Now().Add(d)
+	for !meshReady(running, &why) {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("timed out after %s waiting for %d agents to see each other and a ledger leader: %s", d, len(running), why)
 		}
-		return true
-	})
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func meshReady(running []*agent.Agent, why *string) bool {
+	for i, a := range running {
+		if n := a.Node().Table().Len(); n != len(running) {
+			*why = fmt.Sprintf("agent %d sees %d providers (peers %d, validator %+v)", i, n, len(a.Node().Host().Network().Peers()), a.Node().ValidatorStats())
+			return false
+		}
+		if !a.LedgerReady() {
+			*why = fmt.Sprintf("agent %d (%s) has no ledger leader (%q) or is not a replica (%s)", i, a.ID(), a.Ledger().Leader(), a.Ledger().Role())
+			return false
+		}
+	}
+	return true
 }
