@@ -116,6 +116,8 @@ tn_start() {
 	setsid "$PCM_BIN" --data-dir "$TN_DIR/$name" join "${args[@]}" "${boot[@]}" \
 		</dev/null >>"$TN_DIR/$name.log" 2>&1 &
 	printf '%s\n' "$!" >"$TN_DIR/$name.pid"
+	# Not a job of this shell: no "Killed" notice when chaos.sh kills it.
+	disown "$!" 2>/dev/null || true
 }
 
 # tn_wait_api NAME [SECONDS]: wait until NAME answers on its API; on

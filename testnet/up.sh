@@ -131,7 +131,8 @@ if ((existing == 0)); then
 		id=$("$PCM_BIN" --api "http://127.0.0.1:$api" --data-dir "$TN_DIR/$name" -o json id | jq -r .peer_id)
 		printf 'NAME=%s\nP2P_PORT=%s\nAPI_PORT=%s\nPEER_ID=%s\n' "$name" "$p2p" "$api" "$id" >"$TN_DIR/$name.env"
 		args=(--listen "127.0.0.1:$p2p" --api-listen "127.0.0.1:$api" --advert-interval "$advert"
-			--log-level "$loglevel" --region "${regions[$(((i - 1) % 3))]}" --label "testnet=$name" "${fwargs[@]}")
+			--log-level "$loglevel" --region "${regions[$(((i - 1) % 3))]}" --label "testnet=$name"
+			--price "cpu=0.0$((i % 9 + 1))" --price memory=0.0001 "${fwargs[@]}")
 		for d in "${drivers[@]}"; do
 			args+=(--driver "$d")
 		done

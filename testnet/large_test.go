@@ -1,0 +1,176 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pcm-mesh/pcm/agent"
+)
+
+// simTask is a task for sim providers: 1 CPU, 1 simulated second.
+var simTask = []byte(`name: sim-task
+resources:
+  cpu: "1"
+  memory: 256Mi
+driver: sim
+command: [simulated]
+deadline: 30m
+retries: 2
+`)
+
+// submitAll submits n sim tasks round-robin over the running agents and
+// returns (broker, task id) pairs.
+func submitAll(t testing.TB, agents []*agent.Agent, n int) ([]*agent.Agent, []string) {
+	t.Helper()
+	brokers := make([]*agent.Agent, n)
+	ids := make([]string, n)
+	for i := range n {
+		a := agents[i%len(agents)]
+		task, err := a.Submit(simTask, fmt.Sprintf("sim-%d.yaml", i))
+		if err != nil {
+			t.Fatalf("submit %d to %s: %v", i, a.ID(), err)
+		}
+		brokers[i], ids[i] = a, task.ID
+	}
+	return brokers, ids
+}
+
+// countStates asks every task's broker for its state.
+func countStates(ctx context.Context, brokers []*agent.Agent, ids []string) map[string]int {
+	out := map[string]int{}
+	for i, id := range ids {
+		st, err := brokers[i].TaskStatus(ctx, id)
+		if err != nil {
+			out["error"]++
+			continue
+		}
+		out[st.State]++
+	}
+	return out
+}
+
+func rssMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// TestLarge runs 100 agents with sim drivers on libp2p's mocknet in one
+// process and places 1,000 tasks. It takes minutes on a 2-core machine,
+// so it only runs with PCM_LARGE=1 (PCM_LARGE_AGENTS and PCM_LARGE_TASKS
+// change the sizes).
+func TestLarge(t *testing.T) {
+	if os.Getenv("PCM_LARGE") != "1" || testing.Short() {
+		t.Skip("set PCM_LARGE=1 to run the 100-agent, 1,000-task mesh (minutes)")
+	}
+	nAgents, nTasks := envInt("PCM_LARGE_AGENTS", 100), envInt("PCM_LARGE_TASKS", 1000)
+	start := time.Now()
+	m := StartMocknet(t, MockOptions{N: nAgents, AdvertInterval: 2 * time.Second})
+	started := time.Since(start)
+	m.WaitFor(5*time.Minute, fmt.Sprintf("%d agents to see each other and a ledger leader", nAgents), func() bool {
+		for _, a := range m.Running() {
+			if a.Node().Table().Len() != nAgents || !a.LedgerReady() {
+				return false
+			}
+		}
+		return true
+	})
+	converged := time.Since(start)
+	t.Logf("%d agents started in %s, mesh converged after %s, RSS peak %.0f MiB", nAgents, started.Round(time.Millisecond), converged.Round(time.Millisecond), rssMiB())
+
+	placeStart := time.Now()
+	brokers, ids := submitAll(t, m.Running(), nTasks)
+	var last atomic.Value
+	m.WaitFor(20*time.Minute, fmt.Sprintf("%d tasks to succeed", nTasks), func() bool {
+		c := countStates(t.Context(), brokers, ids)
+		last.Store(c)
+		return c[agent.StateSucceeded] == nTasks
+	})
+	elapsed := time.Since(placeStart)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d tasks succeeded in %s (%.1f tasks/s); heap in use %.0f MiB, Go sys %.0f MiB, RSS peak %.0f MiB, goroutines %d",
+		nTasks, elapsed.Round(time.Millisecond), float64(nTasks)/elapsed.Seconds(), float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20), rssMiB(), runtime.NumGoroutine())
+	checkLedgers(t, m.Running()[:3], nTasks)
+}
+
+// checkLedgers waits until the replicas' ledgers verify and share one
+// head holding at least minEntries entries.
+func checkLedgers(t *testing.T, agents []*agent.Agent, minEntries int) {
+	t.Helper()
+	WaitFor(t, time.Minute, "the replicas to verify and agree on one head", func() bool {
+		heads := map[string]bool{}
+		for _, a := range agents {
+			rep, err := a.Ledger().Verify(nil)
+			if err != nil || !rep.OK || rep.Entries < uint64(minEntries) {
+				return false
+			}
+			heads[rep.Head] = true
+		}
+		return len(heads) == 1
+	})
+}
+
+func envInt(name string, def int) int {
+	var n int
+	if _, err := fmt.Sscanf(os.Getenv(name), "%d", &n); err != nil || n <= 0 {
+		return def
+	}
+	return n
+}
+
+// TestMocknetKillRestartPartition exercises the mocknet helpers on a small
+// mesh: tasks are placed, a partitioned agent drops out of the others'
+// tables and comes back after Heal, a killed agent restarts with its
+// identity and ledger.
+func TestMocknetKillRestartPartition(t *testing.T) {
+	m := StartMocknet(t, MockOptions{N: 5, AdvertInterval: 200 * time.Millisecond})
+	m.WaitForMesh(30 * time.Second)
+
+	brokers, ids := submitAll(t, m.Running(), 10)
+	m.WaitFor(60*time.Second, "10 tasks to succeed", func() bool {
+		return countStates(t.Context(), brokers, ids)[agent.StateSucceeded] == 10
+	})
+
+	// Cut agent 4 off: the others' adverts from it expire after 3 intervals.
+	m.Partition([]int{0, 1, 2, 3}, []int{4})
+	cutID := m.Nodes[4].Identity.ID()
+	m.WaitFor(10*time.Second, "agent 4 to expire from the others' tables", func() bool {
+		for _, n := range m.Nodes[:4] {
+			if _, ok := n.Agent().Node().Table().Get(cutID); ok {
+				return false
+			}
+		}
+		return true
+	})
+	m.Heal()
+	m.WaitForMesh(30 * time.Second)
+
+	// Kill a ledger voter (agent 1 joined second, so it votes) and bring it back.
+	m.Kill(1)
+	brokers, ids = submitAll(t, m.Running(), 5)
+	m.WaitFor(60*time.Second, "5 tasks to succeed with agent 1 down", func() bool {
+		return countStates(t.Context(), brokers, ids)[agent.StateSucceeded] == 5
+	})
+	m.Restart(1)
+	m.WaitForMesh(30 * time.Second)
+	if got, want := m.Nodes[1].Agent().ID(), m.Nodes[1].Identity.ID(); got != want {
+		t.Fatalf("restarted agent has id %s, want %s", got, want)
+	}
+	checkLedgers(t, m.Running()[:3], 15)
+}
