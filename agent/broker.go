@@ -79,7 +79,7 @@ func (b *broker) Submit(doc []byte, name, submitter string) (*Task, error) {
 		t.Deadline = now.Add(defaultDeadline)
 	}
 	t.setState(StateQueued, "", now)
-	if err := b.a.tasks.put(t); err != nil {
+	if err := b.a.tasks.put(t, true); err != nil {
 		return nil, err
 	}
 	b.track(t, rt)
@@ -128,7 +128,9 @@ func (b *broker) list() []*Task {
 	return out
 }
 
-// update changes a task under the lock, persists it and wakes watchers.
+// update changes a task under the lock, persists it (synced when the
+// change is durable: placed, ended, lost, expired, cancelled) and wakes
+// watchers.
 func (b *broker) update(id string, fn func(t *Task) bool) {
 	b.mu.Lock()
 	t, ok := b.tasks[id]
@@ -139,7 +141,8 @@ func (b *broker) update(id string, fn func(t *Task) bool) {
 	c := t.clone()
 	kick := b.kicks[id]
 	b.mu.Unlock()
-	if err := b.a.tasks.put(c); err != nil {
+	durable := c.State != StateNegotiating && c.State != StateRunning
+	if err := b.a.tasks.put(c, durable); err != nil {
 		b.a.log.Error("persist task", "task", id, "err", err)
 	}
 	b.notify(c)

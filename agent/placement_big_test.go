@@ -89,6 +89,7 @@ func TestTwoHundredTasksOnFiveAgents(t *testing.T) {
 		id string
 	}
 	var subs []sub
+	submitStart := time.Now()
 	for i := range tasks {
 		a := m.Nodes[rand.IntN(n)].Agent()
 		tk, err := a.Submit(shellTask(fmt.Sprintf("t%03d", i), "echo task "+fmt.Sprint(i)), "bulk.yaml")
@@ -97,6 +98,7 @@ func TestTwoHundredTasksOnFiveAgents(t *testing.T) {
 		}
 		subs = append(subs, sub{a, tk.ID})
 	}
+	t.Logf("submitting %d tasks took %s", tasks, time.Since(submitStart))
 	start := time.Now()
 	for _, s := range subs {
 		tk := waitState(t, m, s.a, s.id, 3*time.Minute, agent.StateSucceeded, agent.StateFailed, agent.StateExpired)

@@ -120,7 +120,10 @@ func (t *Task) setState(s, note string, now time.Time) {
 	t.History = append(t.History, Transition{State: s, Time: now, Note: note})
 }
 
-// taskStore keeps broker task records in Badger with synchronous writes.
+// taskStore keeps broker task records in Badger. Writes that acknowledge
+// something (a submission, a placement, an outcome) are synced to disk
+// before they return; intermediate states (negotiating, round details) are
+// written without a sync, since a restarted broker re-derives them.
 type taskStore struct {
 	db *badger.DB
 }
@@ -128,7 +131,7 @@ type taskStore struct {
 var taskPrefix = []byte("task/")
 
 func openTaskStore(dir string) (*taskStore, error) {
-	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
+	opts := badger.DefaultOptions(dir).WithSyncWrites(false).WithLogger(nil).
 		WithMemTableSize(8 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -137,14 +140,23 @@ func openTaskStore(dir string) (*taskStore, error) {
 	return &taskStore{db: db}, nil
 }
 
-func (s *taskStore) put(t *Task) error {
+func (s *taskStore) put(t *Task, durable bool) error {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", t.ID, err)
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
+	err = s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(append(append([]byte{}, taskPrefix...), t.ID...), b)
 	})
+	if err != nil {
+		return fmt.Errorf("write task %s: %w", t.ID, err)
+	}
+	if durable {
+		if err := s.db.Sync(); err != nil {
+			return fmt.Errorf("sync task %s: %w", t.ID, err)
+		}
+	}
+	return nil
 }
 
 func (s *taskStore) get(id string) (*Task, error) {
