@@ -204,3 +204,28 @@ func TestCancelFromThirdAgent(t *testing.T) {
 		t.Errorf("cancelled event by %s, want the provider %s", ev.Author, running.Provider)
 	}
 }
+
+// Broker state survives a restart: a task in flight when its broker
+// restarts is picked up again and settled.
+func TestBrokerRestartPicksUpTasks(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3, Configure: func(i int, c *agent.Config) {
+		if i == 2 {
+			c.Region = "far"
+		}
+	}})
+	m.WaitForMesh(20 * time.Second)
+	tk, err := m.Nodes[1].Agent().Submit(regionTask("survivor", "far", "sleep 2; echo ok"), "s.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, m, m.Nodes[1].Agent(), tk.ID, 20*time.Second, agent.StateRunning)
+	m.Restart(1)
+	broker := m.Nodes[1].Agent()
+	end := waitState(t, m, broker, tk.ID, 30*time.Second, agent.StateSucceeded, agent.StateFailed)
+	if end.State != agent.StateSucceeded {
+		t.Fatalf("task ended %s: %s", end.State, end.Message)
+	}
+	if _, err := broker.Ledger().Entry(t.Context(), end.AgreementID+"/settle"); err != nil {
+		t.Fatalf("no settlement after the broker restarted: %v", err)
+	}
+}
