@@ -4,6 +4,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -13,7 +14,9 @@ var version = "0.1.0-dev"
 
 func main() {
 	if err := newApp().Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "pcm-agent: %v\n", err)
+		// One line, so scripts can show it as the reason.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+		fmt.Fprintf(os.Stderr, "pcm-agent: %s\n", msg)
 		os.Exit(exitCode(err))
 	}
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runApp(t *testing.T, args ...string) error {
+	t.Helper()
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	return app.Run(append([]string{"pcm-agent"}, args...))
+}
+
+// join refuses to start on a bad config field or a corrupt identity, and
+// says which file or field.
+func TestJoinRefusesBadConfigAndKey(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfg, []byte("region: cn-north\nadvert_interval: often\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := runApp(t, "--data-dir", filepath.Join(dir, "data"), "join", "--config", cfg, "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "advert_interval") {
+		t.Fatalf("bad config: err = %v, want the file and the field", err)
+	}
+	if exitCode(err) != exitUsage {
+		t.Errorf("bad config: exit code %d, want %d", exitCode(err), exitUsage)
+	}
+
+	data := filepath.Join(dir, "data2")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(data, "identity.key")
+	if err := os.WriteFile(key, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = runApp(t, "--data-dir", data, "join", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), key) {
+		t.Fatalf("corrupt key: err = %v, want it to name %s", err, key)
+	}
+	if b, _ := os.ReadFile(key); string(b) != "not a key" {
+		t.Fatal("the corrupt key was replaced")
+	}
+
+	err = runApp(t, "--data-dir", filepath.Join(dir, "data3"), "join", "--api-listen", "0.0.0.0:8999", "--listen", "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), "api_token") {
+		t.Fatalf("open API: err = %v, want it to ask for a token", err)
+	}
+}
