@@ -20,7 +20,7 @@ func BenchmarkAdvertPropagation(b *testing.B) {
 		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
 			// A long interval: only the benchmark's kicks publish.
 			m := Start(b, Options{N: n, AdvertInterval: 30 * time.Second, Configure: func(_ int, cfg *agent.Config) { cfg.DisableDHT = true }})
-			m.WaitForMesh(2 * time.Minute)
+			m.WaitFor(2*time.Minute, "every agent to see every advert and the ledger replicas a leader", func() bool { return MeshReady(m.Running()) })
 			agents := m.Running()
 			// seen[k] gets one value per other agent that stores k's new advert.
 			var mu sync.Mutex

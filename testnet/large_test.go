@@ -82,14 +82,7 @@ func TestLarge(t *testing.T) {
 	start := time.Now()
 	m := StartMocknet(t, MockOptions{N: nAgents, AdvertInterval: 2 * time.Second})
 	started := time.Since(start)
-	m.WaitFor(5*time.Minute, fmt.Sprintf("%d agents to see each other and a ledger leader", nAgents), func() bool {
-		for _, a := range m.Running() {
-			if a.Node().Table().Len() != nAgents || !a.LedgerReady() {
-				return false
-			}
-		}
-		return true
-	})
+	m.WaitForMesh(10 * time.Minute)
 	converged := time.Since(start)
 	t.Logf("%d agents started in %s, mesh converged after %s, RSS peak %.0f MiB", nAgents, started.Round(time.Millisecond), converged.Round(time.Millisecond), rssMiB())
 

@@ -309,18 +309,32 @@ func (m *Mocknet) WaitFor(d time.Duration, what string, cond func() bool) {
 }
 
 // WaitForMesh waits until every running agent sees every running agent
-// as a provider and knows a ledger leader.
+// as a provider and the ledger has its replicas (up to max_voters +
+// max_non_voters; the other agents are clients) knowing a leader.
 func (m *Mocknet) WaitForMesh(d time.Duration) {
 	m.t.Helper()
 	running := m.Running()
-	m.WaitFor(d, fmt.Sprintf("%d agents to see each other and a ledger leader", len(running)), func() bool {
-		for _, a := range running {
-			if a.Node().Table().Len() != len(running) || !a.LedgerReady() {
-				return false
-			}
-		}
-		return true
+	m.WaitFor(d, fmt.Sprintf("%d agents to see each other and the ledger replicas a leader", len(running)), func() bool {
+		return MeshReady(running)
 	})
+}
+
+// MeshReady reports whether every agent's resource table lists all the
+// agents and min(len(agents), voters + non-voters) of them are ledger
+// replicas that know a leader. (Agent.LedgerReady is false on ledger
+// clients, so waiting for it on every agent never ends past 9 agents.)
+func MeshReady(agents []*agent.Agent) bool {
+	ready := 0
+	for _, a := range agents {
+		if a.Node().Table().Len() != len(agents) {
+			return false
+		}
+		if a.LedgerReady() {
+			ready++
+		}
+	}
+	cfg := agent.DefaultConfig().Ledger
+	return ready >= min(len(agents), cfg.MaxVoters+cfg.MaxNonVoters)
 }
 
 // PeerIDs are the agents' peer ids, by index.
