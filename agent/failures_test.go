@@ -32,23 +32,21 @@ func TestLostProviderTasksCompleteElsewhere(t *testing.T) {
 	m.WaitForMesh(20 * time.Second)
 	broker := m.Nodes[0].Agent()
 	victim := m.Nodes[3].Agent().ID()
+	// Six half-CPU tasks need both 2-CPU edge providers.
 	var ids []string
-	for i := range 4 {
-		tk, err := broker.Submit(regionTask(fmt.Sprintf("edge%d", i), "edge", "sleep 3; echo done"), "edge.yaml")
+	for i := range 6 {
+		tk, err := broker.Submit(regionTask(fmt.Sprintf("edge%d", i), "edge", "sleep 6; echo done"), "edge.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, tk.ID)
 	}
 	var onVictim []string
-	m.WaitFor(20*time.Second, "all tasks running, some on agent 3", func() bool {
+	m.WaitFor(30*time.Second, "a task running on agent 3", func() bool {
 		onVictim = nil
 		for _, id := range ids {
 			tk, _ := broker.TaskStatus(t.Context(), id)
-			if tk.State != agent.StateRunning {
-				return false
-			}
-			if tk.Provider == victim {
+			if tk.State == agent.StateRunning && tk.Provider == victim {
 				onVictim = append(onVictim, id)
 			}
 		}

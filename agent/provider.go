@@ -44,6 +44,7 @@ type hold struct {
 	driver    string
 	expires   time.Time
 	agreement *consensus.Agreement
+	started   bool
 }
 
 type attempt struct {
@@ -304,14 +305,18 @@ func (p *provider) checkAward(env Envelope, cfp CFP, h *hold) (rawAgreement, err
 }
 
 // commit starts a committed agreement once (from the stream or the ledger).
+// The confirmed hold keeps counting the task's resources until the driver
+// has admitted it and the fingerprint shows it, so no CFP in between can
+// take the same capacity.
 func (p *provider) commit(agreementID string) {
 	p.mu.Lock()
 	h, ok := p.confirmed[agreementID]
-	if !ok || h.agreement == nil {
+	if !ok || h.agreement == nil || h.started {
 		p.mu.Unlock()
 		return
 	}
-	delete(p.confirmed, agreementID)
+	h.started = true
+	h.expires = time.Now().Add(confirmedTTL)
 	ag := *h.agreement
 	drv := p.a.drivers[h.driver]
 	at := &attempt{ag: ag, driver: drv, specID: ag.ID, stop: make(chan struct{})}
@@ -319,6 +324,16 @@ func (p *provider) commit(agreementID string) {
 	p.byTask[ag.TaskID] = ag.ID
 	p.mu.Unlock()
 	p.a.goLoop(func() { p.run(at, h.task) })
+}
+
+// started drops the confirmed hold once the driver counts the task.
+func (p *provider) started(agreementID string) {
+	if err := p.a.refreshFingerprints(p.a.runCtx); err != nil {
+		p.a.log.Warn("fingerprint after start", "err", err)
+	}
+	p.mu.Lock()
+	delete(p.confirmed, agreementID)
+	p.mu.Unlock()
 }
 
 // onRecord reacts to ledger records that concern this provider.
@@ -365,11 +380,12 @@ func (p *provider) run(at *attempt, task *rules.Task) {
 		p.a.node.Republish()
 	}()
 	spec := taskSpec(at.specID, task)
-	if _, err := at.driver.Start(ctx, spec); err != nil && !errors.Is(err, drivers.ErrExists) {
+	_, err := at.driver.Start(ctx, spec)
+	p.started(at.ag.ID)
+	if err != nil && !errors.Is(err, drivers.ErrExists) {
 		p.event(at.ag, consensus.EventFailed, drivers.Status{ExitCode: -1, Message: "start: " + err.Error()})
 		return
 	}
-	p.a.node.Republish()
 	p.event(at.ag, consensus.EventStarted, drivers.Status{})
 	p.finish(ctx, at)
 }

@@ -42,6 +42,13 @@ func (n *Node) advertLoop(ctx context.Context) {
 		if err := n.publishAdvert(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("publish advert", "err", err)
 		}
+		// Capacity changes with every task start and end: coalesce them
+		// into at most one advert per gap instead of flooding the topic.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(100*time.Millisecond, n.cfg.AdvertInterval)):
+		}
 	}
 }
 
