@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -89,12 +90,20 @@ func retryable(err error) bool {
 }
 
 // ledgerHas waits until this agent's view of the ledger holds the
-// agreement id at index and it is the task's latest agreement.
+// agreement id at index (a client asks a replica).
 func (a *Agent) ledgerHas(ctx context.Context, agreementID string, index uint64) error {
-	if a.ledger.Role() != consensus.RoleClient {
-		if err := a.ledger.WaitApplied(ctx, index); err != nil {
+	if a.ledger.Role() == consensus.RoleClient {
+		recs, err := a.ledger.Entries(ctx, consensus.Filter{From: index, Limit: 1})
+		if err != nil {
 			return err
 		}
+		if len(recs) == 0 || recs[0].ID != agreementID || recs[0].Type != consensus.TypeAgreement {
+			return fmt.Errorf("ledger index %d does not hold agreement %s", index, agreementID)
+		}
+		return nil
+	}
+	if err := a.ledger.WaitApplied(ctx, index); err != nil {
+		return err
 	}
 	rec, err := a.ledger.Entry(ctx, agreementID)
 	if err != nil {
@@ -104,4 +113,24 @@ func (a *Agent) ledgerHas(ctx context.Context, agreementID string, index uint64)
 		return fmt.Errorf("ledger entry %s is a %s, not an agreement", agreementID, rec.Type)
 	}
 	return nil
+}
+
+// latestAgreement is the task's latest agreement, read through a replica
+// when this agent holds no ledger copy.
+func (a *Agent) latestAgreement(ctx context.Context, taskID string) (consensus.Agreement, bool) {
+	if a.ledger.Role() != consensus.RoleClient {
+		return a.ledger.LatestAgreement(taskID)
+	}
+	recs, err := a.ledger.Entries(ctx, consensus.Filter{Type: consensus.TypeAgreement, Task: taskID})
+	if err != nil || len(recs) == 0 {
+		return consensus.Agreement{}, false
+	}
+	var best consensus.Agreement
+	for _, r := range recs {
+		var ag consensus.Agreement
+		if json.Unmarshal(r.Payload, &ag) == nil && ag.Attempt >= best.Attempt {
+			best = ag
+		}
+	}
+	return best, best.ID != ""
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"path/filepath"
+	"time"
 
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
@@ -19,16 +20,8 @@ func (a *Agent) startTasks(ctx context.Context) error {
 	a.node.Handle(NegotiateProtocol, a.provider.handleNegotiate)
 	a.node.Handle(TaskProtocol, a.handleTaskStream)
 	a.node.Handle(SubmitProtocol, a.handleSubmitStream)
-	stopSub := a.ledger.Subscribe(func(r consensus.Record) {
-		if r.Type == consensus.TypeFramework {
-			if fw, err := frameworkFromRecord(r); err == nil {
-				a.fws.add(fw)
-			}
-			return
-		}
-		a.provider.onRecord(r)
-		a.broker.onRecord(r)
-	})
+	stopSub := a.ledger.Subscribe(a.dispatch)
+	a.goLoop(func() { a.followAsClient(a.runCtx) })
 	stopWatch := a.node.Table().Watch(func(c mesh.Change) {
 		if c.Expired {
 			a.broker.providerGone(c.Provider)
@@ -50,4 +43,48 @@ func (a *Agent) startTasks(ctx context.Context) error {
 	})
 	a.goLoop(func() { a.provider.recover(a.runCtx) })
 	return nil
+}
+
+// dispatch hands an applied ledger record to whoever it concerns.
+func (a *Agent) dispatch(r consensus.Record) {
+	if r.Type == consensus.TypeFramework {
+		if fw, err := frameworkFromRecord(r); err == nil {
+			a.fws.add(fw)
+		}
+		return
+	}
+	a.provider.onRecord(r)
+	a.broker.onRecord(r)
+}
+
+// followAsClient feeds dispatch while this agent is a ledger client (no
+// local copy, so no subscription fires): it reads new records through a
+// replica with a cursor.
+func (a *Agent) followAsClient(ctx context.Context) {
+	var cursor uint64
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.ledger.Role() != consensus.RoleClient {
+			continue
+		}
+		for {
+			recs, err := a.ledger.Entries(ctx, consensus.Filter{From: cursor + 1, Limit: 1000})
+			if err != nil || len(recs) == 0 {
+				break
+			}
+			for _, r := range recs {
+				a.dispatch(r)
+				cursor = r.Index
+			}
+			if len(recs) < 1000 {
+				break
+			}
+		}
+	}
 }

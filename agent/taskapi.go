@@ -122,7 +122,7 @@ func (a *Agent) TaskStatus(ctx context.Context, id string) (*Task, error) {
 	if t, ok := a.broker.get(id); ok {
 		return t, nil
 	}
-	ag, ok := a.ledger.LatestAgreement(id)
+	ag, ok := a.latestAgreement(ctx, id)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s is not brokered here and has no agreement in the ledger (ask the agent it was submitted to)", errTaskNotFound, id)
 	}
@@ -143,7 +143,7 @@ func (a *Agent) CancelTask(ctx context.Context, id, by string) error {
 			return err
 		}
 	}
-	ag, ok := a.ledger.LatestAgreement(id)
+	ag, ok := a.latestAgreement(ctx, id)
 	if !ok {
 		return fmt.Errorf("%w: %s", errTaskNotFound, id)
 	}
@@ -164,7 +164,7 @@ func (a *Agent) CancelTask(ctx context.Context, id, by string) error {
 
 // localLogs reads a task's output from this provider's driver.
 func (a *Agent) localLogs(ctx context.Context, id string, offset int64, follow bool) (io.ReadCloser, error) {
-	ag, ok := a.ledger.LatestAgreement(id)
+	ag, ok := a.latestAgreement(ctx, id)
 	if !ok || ag.Provider != a.ID() {
 		return nil, fmt.Errorf("%w: task %s has no attempt on this provider", errTaskNotFound, id)
 	}
@@ -177,7 +177,7 @@ func (a *Agent) localLogs(ctx context.Context, id string, offset int64, follow b
 
 // TaskLogs streams a task's output from wherever it runs.
 func (a *Agent) TaskLogs(ctx context.Context, id string, offset int64, follow bool) (io.ReadCloser, error) {
-	ag, ok := a.ledger.LatestAgreement(id)
+	ag, ok := a.latestAgreement(ctx, id)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s has not been placed (no agreement in the ledger yet)", errTaskNotFound, id)
 	}
