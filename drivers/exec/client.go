@@ -11,6 +11,7 @@ import (
 	osexec "os/exec"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/pcm-mesh/pcm/drivers"
 )
@@ -85,6 +86,10 @@ func spawn(cfg Config, log *slog.Logger) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Its own process group, so kill reaches the plugin's children too
+	// (a shell plugin's child holding stdout open would otherwise keep the
+	// reader, and Close, waiting forever).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("exec: start plugin %q: %w; check config command", cfg.Command[0], err)
 	}
@@ -194,7 +199,7 @@ func (p *proc) close(ctx context.Context) {
 	select {
 	case <-p.dead:
 	case <-ctx.Done():
-		_ = p.cmd.Process.Kill()
+		p.kill()
 	}
 	p.wg.Wait()
 }
@@ -222,4 +227,12 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.Join(t.buf, "\n")
+}
+
+// kill ends the plugin and every process in its group.
+func (p *proc) kill() {
+	if p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.cmd.Process.Kill()
+	}
 }

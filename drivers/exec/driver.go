@@ -157,7 +157,7 @@ func (d *Driver) plugin(ctx context.Context) (*proc, error) {
 		err = fmt.Errorf("%w: plugin %q answered protocol %d, pcm speaks %d", ErrProtocol, h.Name, h.Protocol, ProtocolVersion)
 	}
 	if err != nil {
-		_ = p.cmd.Process.Kill()
+		p.kill()
 		p.wg.Wait()
 		return nil, fmt.Errorf("exec: handshake: %w", err)
 	}
