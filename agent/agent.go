@@ -49,6 +49,7 @@ type Agent struct {
 	fws      *frameworks
 	provider *provider
 	broker   *broker
+	metrics  *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
 	// (negotiations, event proposals) derives its contexts from it.
 	runCtx context.Context
@@ -97,6 +98,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	a.fws = newFrameworks()
 	a.provider = newProvider(a)
 	a.broker = newBroker(a)
+	a.metrics = newMetrics(a)
 	return a, nil
 }
 

@@ -1,9 +1,11 @@
 package agent_test
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pcm-mesh/pcm/agent"
 	"github.com/pcm-mesh/pcm/testnet"
@@ -62,5 +64,27 @@ func TestLoadConfigNamesBadField(t *testing.T) {
 	}
 	if _, err := agent.LoadConfig("empty.yaml", nil); err != nil {
 		t.Errorf("empty config: %v", err)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	m.WaitForMesh(10 * time.Second)
+	a := m.Nodes[0].Agent()
+	tk, err := a.Submit(shellTask("metered", "true"), "m.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, m, a, tk.ID, 20*time.Second, agent.StateSucceeded)
+	resp, err := http.Get(a.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`pcm_broker_tasks_total{state="succeeded"} 1`, "pcm_placement_seconds_count 1", "pcm_providers 1", `pcm_provider_attempts_total{event="succeeded"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
-
+	
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/pcm-mesh/pcm/rules"
@@ -134,13 +134,21 @@ func (b *broker) list() []*Task {
 func (b *broker) update(id string, fn func(t *Task) bool) {
 	b.mu.Lock()
 	t, ok := b.tasks[id]
-	if !ok || !fn(t) {
+	if !ok {
+		b.mu.Unlock()
+		return
+	}
+	prevState := t.State
+	if !fn(t) {
 		b.mu.Unlock()
 		return
 	}
 	c := t.clone()
 	kick := b.kicks[id]
 	b.mu.Unlock()
+	if c.State != prevState {
+		b.a.metrics.transition(c)
+	}
 	durable := c.State != StateNegotiating && c.State != StateRunning
 	if err := b.a.tasks.put(c, durable); err != nil {
 		b.a.log.Error("persist task", "task", id, "err", err)
@@ -200,6 +208,12 @@ func (b *broker) drive(id string, kick chan struct{}) {
 			if b.round(t) {
 				backoff = backoffMin
 				continue
+			}
+			// The round's own updates kicked us; only a later kick (a
+			// re-queue, a cancel) should cut the backoff short.
+			select {
+			case <-kick:
+			default:
 			}
 			wait = min(backoff, time.Until(t.Deadline)+time.Millisecond)
 			backoff = min(2*backoff, backoffMax)
@@ -293,6 +307,7 @@ func (b *broker) round(t *Task) bool {
 }
 
 func (b *broker) finishRound(id string, rd Round, state string) {
+	b.a.metrics.rounds.WithLabelValues("unplaced").Inc()
 	b.update(id, func(t *Task) bool {
 		t.addRound(rd)
 		if t.State == StateQueued || t.State == StateNegotiating {
@@ -305,7 +320,7 @@ func (b *broker) finishRound(id string, rd Round, state string) {
 // offer is one candidate's open negotiation stream.
 type offer struct {
 	provider string
-	s        network.Stream
+	s        conn
 	r        *bufio.Reader
 	bid      *BidMsg
 	reasons  []string
@@ -392,10 +407,19 @@ func findOffer(offers []*offer, provider string) *offer {
 
 // call sends the CFP to one candidate and reads its bid or decline.
 func (b *broker) call(ctx context.Context, o *offer, env Envelope, cfp CFP) {
-	s, err := b.a.node.NewStream(ctx, o.provider, NegotiateProtocol)
-	if err != nil {
-		o.err = err
-		return
+	var s conn
+	if o.provider == b.a.ID() {
+		// Negotiating with ourselves: same protocol over an in-memory pipe.
+		mine, theirs := net.Pipe()
+		go func() { _ = b.a.provider.serve(theirs, b.a.ID()) }()
+		s = mine
+	} else {
+		ns, err := b.a.node.NewStream(ctx, o.provider, NegotiateProtocol)
+		if err != nil {
+			o.err = err
+			return
+		}
+		s = ns
 	}
 	o.s, o.r = s, bufio.NewReaderSize(s, 4096)
 	if dl, ok := ctx.Deadline(); ok {
@@ -461,7 +485,7 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 	if err == nil {
 		err = open(resp, KindConfirm, o.provider, &conf)
 	}
-	if err == nil {
+	if err == nil && o.provider != b.a.ID() { // placed on itself: one party, one signature
 		entry.Signatures = append(entry.Signatures, consensus.Signature{Signer: o.provider, Sig: conf.ProviderSig})
 		slices.SortFunc(entry.Signatures, func(x, y consensus.Signature) int { return cmpString(x.Signer, y.Signer) })
 		if verr := entry.Validate(mesh.Verifier{}); verr != nil {
@@ -486,6 +510,7 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 		_ = writeEnv(o.s, cm)
 	}
 	rd.Winner, rd.Outcome = o.provider, "placed on "+o.provider
+	b.a.metrics.rounds.WithLabelValues("placed").Inc()
 	b.update(t.ID, func(t *Task) bool {
 		t.addRound(*rd)
 		t.Provider, t.AgreementID, t.Price = ag.Provider, ag.ID, ag.Price
@@ -591,6 +616,7 @@ func (b *broker) settle(t *Task, ev consensus.TaskEvent) int64 {
 		b.a.log.Error("record settlement", "task", t.ID, "err", err)
 		return 0
 	}
+	b.a.metrics.settlement.Add(float64(amount))
 	return amount
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -111,24 +112,39 @@ func (p *provider) running() int {
 	return len(p.attempts)
 }
 
+// conn is a negotiation stream: a libp2p stream, or an in-memory pipe
+// when the broker is also the provider (libp2p does not dial itself).
+type conn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+	SetReadDeadline(time.Time) error
+}
+
 // handleNegotiate serves one /pcm/negotiate/1.0.0 stream.
 func (p *provider) handleNegotiate(s network.Stream) {
-	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(time.Minute))
-	r := bufio.NewReaderSize(s, 4096)
-	if err := p.negotiate(s, r); err != nil {
-		p.a.log.Info("negotiation refused", "peer", s.Conn().RemotePeer(), "err", err)
+	if err := p.serve(s, s.Conn().RemotePeer().String()); err != nil {
 		_ = s.Reset()
 	}
 }
 
-func (p *provider) negotiate(s network.Stream, r *bufio.Reader) error {
+// serve runs the provider side of one negotiation with remote.
+func (p *provider) serve(s conn, remote string) error {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(time.Minute))
+	err := p.negotiate(s, bufio.NewReaderSize(s, 4096), remote)
+	if err != nil {
+		p.a.log.Info("negotiation refused", "peer", remote, "err", err)
+	}
+	return err
+}
+
+func (p *provider) negotiate(s conn, r *bufio.Reader, remote string) error {
 	env, err := readEnv(r)
 	if err != nil {
 		return err
 	}
 	var cfp CFP
-	if err := open(env, KindCFP, s.Conn().RemotePeer().String(), &cfp); err != nil {
+	if err := open(env, KindCFP, remote, &cfp); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -424,6 +440,7 @@ func (p *provider) finish(ctx context.Context, at *attempt) {
 // event proposes a task event signed by this provider, retrying until the
 // ledger takes it (ids are deterministic, so retries are idempotent).
 func (p *provider) event(ag consensus.Agreement, kind string, st drivers.Status) {
+	p.a.metrics.attempts.WithLabelValues(kind).Inc()
 	if p.a.cfg.Faults.DropFinalEvents && kind != consensus.EventStarted {
 		p.a.log.Warn("fault injection: dropping ledger write", "event", ag.ID+"/"+kind)
 		return

@@ -118,7 +118,14 @@ func (t *Task) setState(s, note string, now time.Time) {
 	}
 	t.State, t.Message = s, note
 	t.History = append(t.History, Transition{State: s, Time: now, Note: note})
+	// A task that waits long is negotiated many times: keep the first
+	// transitions and the recent ones.
+	if len(t.History) > maxHistory {
+		t.History = append(t.History[:10], t.History[len(t.History)-(maxHistory-10):]...)
+	}
 }
+
+const maxHistory = 60
 
 // taskStore keeps broker task records in Badger. Writes that acknowledge
 // something (a submission, a placement, an outcome) are synced to disk
