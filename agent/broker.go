@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/pcm-mesh/pcm/rules"
