@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/urfave/cli/v2"
 
 	"github.com/pcm-mesh/pcm/consensus"
@@ -142,7 +142,7 @@ func verifyOffline(c *cli.Context) (consensus.VerifyReport, error) {
 		errw = os.Stderr
 	}
 	last, shown := time.Now(), false
-	rep, err := consensus.VerifyDir(ledgerDir(c), newVerifier(), func(done, total uint64) {
+	rep, err := consensus.VerifyDir(ledgerDir(c), mesh.Verifier{}, func(done, total uint64) {
 		if time.Since(last) > 500*time.Millisecond {
 			last, shown = time.Now(), true
 			fmt.Fprintf(errw, "\rverified %d/%d entries", done, total)
@@ -230,33 +230,4 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// TODO(lead): move newVerifier and peerVerifier next to the mesh identity code.
-
-// newVerifier returns the ledger's signature verifier: the author is a
-// libp2p peer ID whose public key (Ed25519, inlined in the ID) checks a
-// signature over "pcm:"+domain+"\x00"+payload.
-func newVerifier() consensus.Verifier { return peerVerifier{} }
-
-type peerVerifier struct{}
-
-func (peerVerifier) Verify(author, domain string, payload, sig []byte) error {
-	id, err := peer.Decode(author)
-	if err != nil {
-		return fmt.Errorf("author %q is not a peer id: %w", author, err)
-	}
-	pub, err := id.ExtractPublicKey()
-	if err != nil {
-		return fmt.Errorf("author %s: public key not in the peer id: %w", author, err)
-	}
-	msg := append([]byte("pcm:"+domain+"\x00"), payload...)
-	ok, err := pub.Verify(msg, sig)
-	if err != nil {
-		return fmt.Errorf("verify signature by %s: %w", author, err)
-	}
-	if !ok {
-		return fmt.Errorf("signature by %s does not match", author)
-	}
-	return nil
 }
