@@ -77,24 +77,22 @@ skip() {
 }
 
 cleanup() {
-	local ns pid f
-	for f in "$TN_DIR"/a*.pid; do
-		[[ -e $f ]] || continue
-		pid=$(<"$f")
-		if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$TN_DIR/"; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for _ in {1..50}; do
-				kill -0 "$pid" 2>/dev/null || break
-				sleep 0.1
-			done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		rm -f "$f"
-	done
+	local ns pid
 	if [[ -e $NS_FILE ]]; then
 		while read -r ns; do
-			# Only namespaces this script created and recorded.
+			# Only namespaces this script created and recorded; every
+			# process in them is an agent this script started.
 			if [[ $ns == "$PREFIX"-* ]]; then
+				for pid in $(ip netns pids "$ns" 2>/dev/null); do
+					kill -TERM "$pid" 2>/dev/null || true
+				done
+				for _ in {1..50}; do
+					[[ -z $(ip netns pids "$ns" 2>/dev/null) ]] && break
+					sleep 0.1
+				done
+				for pid in $(ip netns pids "$ns" 2>/dev/null); do
+					kill -KILL "$pid" 2>/dev/null || true
+				done
 				ip netns del "$ns" 2>/dev/null || true
 			fi
 		done <"$NS_FILE"
@@ -187,11 +185,10 @@ for ((i = 1; i <= n; i++)); do
 	nsx "$PREFIX-a$i" setsid "$PCM_BIN" --data-dir "$TN_DIR/a$i" join --listen "$(addr "$i"):4001" \
 		--api-listen 127.0.0.1:8999 --advert-interval 1s --region "ns-a$i" "${boot[@]}" \
 		</dev/null >"$TN_DIR/a$i.log" 2>&1 &
-	echo "$!" >"$TN_DIR/a$i.pid"
 	disown "$!" 2>/dev/null || true
 	for _ in {1..150}; do
 		ncurl "$i" /v1/status >/dev/null 2>&1 && break
-		kill -0 "$(<"$TN_DIR/a$i.pid")" 2>/dev/null || {
+		[[ -n $(ip netns pids "$PREFIX-a$i") ]] || {
 			tail -n 15 "$TN_DIR/a$i.log"
 			tn_die "agent a$i exited"
 		}
