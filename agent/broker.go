@@ -269,6 +269,13 @@ func (b *broker) round(t *Task) bool {
 	now := time.Now().UTC()
 	ps, byID := b.candidates(fw, t.Excluded)
 	pl := fw.Place(rt, ps, now)
+	if len(pl.Ranked) == 0 && len(t.Excluded) > 0 {
+		// Exclusion is a preference: when no other provider can take the
+		// task, an earlier one (back again) may.
+		ps, byID = b.candidates(fw, nil)
+		pl = fw.Place(rt, ps, now)
+		t.Excluded = nil
+	}
 	rd := Round{Attempt: t.Attempt, Time: now}
 	for _, ev := range pl.Rejected {
 		ro := RuledOut{Provider: ev.Provider}

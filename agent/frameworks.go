@@ -140,12 +140,28 @@ func (a *Agent) loadLedgerFrameworks(ctx context.Context) {
 // Publishing the same document again is a no-op.
 func (a *Agent) PublishFramework(ctx context.Context, fw *rules.Framework) (string, error) {
 	id := fw.ID()
+	// The id is the document's hash: if the ledger already holds it (from
+	// any author), publishing again is a no-op.
+	if rec, err := a.ledger.Entry(ctx, id); err == nil && rec.Type == consensus.TypeFramework {
+		a.fws.add(fw)
+		return id, nil
+	}
 	p := consensus.FrameworkPublished{V: consensus.PayloadVersion, ID: id, Author: a.ID(), Document: fw.Canonical(), Time: time.Now().UTC()}
 	e, err := consensus.NewEntry(consensus.TypeFramework, id, p, a.deps.Identity)
 	if err != nil {
 		return "", err
 	}
 	if _, err := a.proposeRetry(ctx, e); err != nil {
+		// Someone published the same document first (a different
+		// author or time makes a different payload under the same id).
+		if rec, rerr := a.ledger.Entries(ctx, consensus.Filter{Type: consensus.TypeFramework, Consistent: true}); rerr == nil {
+			for _, r := range rec {
+				if r.ID == id {
+					a.fws.add(fw)
+					return id, nil
+				}
+			}
+		}
 		return "", fmt.Errorf("publish framework %s: %w", fw.Name, err)
 	}
 	a.fws.add(fw)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -39,6 +40,7 @@ type Node struct {
 	topics   map[string]*pubsub.Topic
 
 	kick      chan struct{}
+	greeting  atomic.Bool
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -180,8 +182,14 @@ func (n *Node) greetNewPeers(ctx context.Context, events *pubsub.TopicEventHandl
 		if ev.Type == pubsub.PeerJoin {
 			n.log.Debug("peer joined adverts topic", "peer", ev.Peer)
 			// The peer's pubsub stream may still be opening: a message
-			// sent at once can be lost, so greet it a moment later.
-			time.AfterFunc(250*time.Millisecond, n.Republish)
+			// sent at once can be lost, so greet it a moment later. Many
+			// joins at once (a mesh starting) share one greeting.
+			if n.greeting.CompareAndSwap(false, true) {
+				time.AfterFunc(250*time.Millisecond, func() {
+					n.greeting.Store(false)
+					n.Republish()
+				})
+			}
 		}
 	}
 }

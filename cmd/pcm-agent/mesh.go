@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -28,10 +30,15 @@ func idCommand() *cli.Command {
 					}
 				})
 			}
-			id, err := mesh.LoadOrCreateIdentity(c.String("data-dir"))
+			dir := c.String("data-dir")
+			if _, err := os.Stat(filepath.Join(dir, mesh.KeyFile)); err != nil {
+				return withCode(exitUnavailable, fmt.Errorf("no agent answers at %s and %s holds no identity; start one with `pcm-agent join` or set --api/--data-dir", c.String("api"), dir))
+			}
+			id, err := mesh.LoadOrCreateIdentity(dir)
 			if err != nil {
 				return err
 			}
+			fmt.Fprintf(c.App.ErrWriter, "(agent not running: identity read from %s)\n", dir)
 			return render(c, map[string]any{"peer_id": id.ID()}, func(w io.Writer) { fmt.Fprintln(w, id.ID()) })
 		},
 	}
