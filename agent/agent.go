@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pcm-mesh/pcm/consensus"
@@ -43,13 +44,14 @@ type Agent struct {
 	apiAddr string
 	started time.Time
 
-	ledger   *consensus.Ledger
-	ledgerLn net.Listener
-	tasks    *taskStore
-	fws      *frameworks
-	provider *provider
-	broker   *broker
-	metrics  *metrics
+	ledger       *consensus.Ledger
+	ledgerLn     net.Listener
+	ledgerJoined atomic.Bool
+	tasks        *taskStore
+	fws          *frameworks
+	provider     *provider
+	broker       *broker
+	metrics      *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
 	// (negotiations, event proposals) derives its contexts from it.
 	runCtx context.Context

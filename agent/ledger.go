@@ -80,6 +80,7 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 		return fmt.Errorf("start ledger: %w", err)
 	}
 	if a.cfg.Ledger.Bootstrap || len(a.cfg.Bootstrap) == 0 {
+		a.ledgerJoined.Store(true)
 		return nil
 	}
 	var via []string
@@ -95,6 +96,7 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 			cancel()
 			if err == nil {
 				a.log.Info("joined the ledger", "role", role)
+				a.ledgerJoined.Store(true)
 				return
 			}
 			if errors.Is(err, context.Canceled) {
@@ -109,8 +111,12 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 // Ledger is the agent's ledger replica.
 func (a *Agent) Ledger() *consensus.Ledger { return a.ledger }
 
-// LedgerReady reports whether this agent is a ledger replica that knows
-// a leader.
+// LedgerReady reports whether this agent has joined the ledger: a replica
+// that knows a leader, or a client (beyond the replica caps) that reads
+// and proposes through one.
 func (a *Agent) LedgerReady() bool {
-	return a.ledger != nil && a.ledger.Leader() != "" && a.ledger.Role() != consensus.RoleClient
+	if a.ledger == nil || !a.ledgerJoined.Load() {
+		return false
+	}
+	return a.ledger.Role() == consensus.RoleClient || a.ledger.Leader() != ""
 }
