@@ -74,7 +74,9 @@ func (l *Ledger) handleJoin(ctx context.Context, node string, hops int) (Role, e
 		return RoleClient, fmt.Errorf("join request without a node id: %w", ErrInvalid)
 	}
 	if !l.IsLeader() {
-		target := l.leader()
+		// A follower forwards to the leader; a client (no raft state)
+		// forwards to the replica it reads through.
+		target := l.forwardTarget()
 		if target == "" || hops >= maxHops {
 			return RoleClient, fmt.Errorf("join: this replica is not the leader: %w", ErrNotLeader)
 		}

@@ -21,7 +21,7 @@ const (
 )
 
 const (
-	maxHops        = 2                                // forwards at most: origin → replica → leader
+	maxHops        = 4                                // forwards at most: client → client → replica → leader
 	maxRequestSize = MaxFrameworkPayload + (64 << 10) // one entry plus envelope
 	maxResponse    = 64 << 20                         // a page of records
 	serveTimeout   = 30 * time.Second                 // one request, end to end
