@@ -48,8 +48,9 @@ type Ledger struct {
 	subs   map[int]*subscriber
 	nextID int
 
-	viaMu sync.Mutex
-	via   []string // replicas a client-role node talks through
+	viaMu      sync.Mutex
+	via        []string // replicas a client-role node talks through
+	leaderHint string   // the leader as last reported by a peer (clients)
 }
 
 // Open opens the ledger's stores in cfg.Dir. It starts nothing.
@@ -306,6 +307,11 @@ func (l *Ledger) forwardTarget() string {
 	if l.Role() == RoleClient {
 		l.viaMu.Lock()
 		defer l.viaMu.Unlock()
+		// A client talks to the leader its peers reported, so chains of
+		// clients bootstrapped from clients do not add hops.
+		if l.leaderHint != "" {
+			return l.leaderHint
+		}
 		for _, v := range l.via {
 			if v != l.cfg.ID {
 				return v
@@ -428,4 +434,20 @@ func shortID(id string) string {
 		return id[len(id)-8:]
 	}
 	return id
+}
+
+// setLeaderHint remembers the leader a peer reported.
+func (l *Ledger) setLeaderHint(id string) {
+	l.viaMu.Lock()
+	l.leaderHint = id
+	l.viaMu.Unlock()
+}
+
+// dropLeaderHint forgets a reported leader that failed to answer.
+func (l *Ledger) dropLeaderHint(id string) {
+	l.viaMu.Lock()
+	if l.leaderHint == id {
+		l.leaderHint = ""
+	}
+	l.viaMu.Unlock()
 }

@@ -49,6 +49,7 @@ type response struct {
 	Record     *Record        `json:"record,omitempty"`
 	Membership *Membership    `json:"membership,omitempty"`
 	Status     *ReplicaStatus `json:"status,omitempty"`
+	Leader     string         `json:"leader,omitempty"` // the answering node's known leader
 }
 
 // ServeConn serves one inbound /pcm/ledger/1.0.0 stream: it reads one
@@ -65,6 +66,9 @@ func (l *Ledger) ServeConn(conn net.Conn) {
 	defer cancel()
 	resp := l.handle(ctx, req)
 	resp.V = 1
+	if resp.Leader == "" {
+		resp.Leader = l.leader() // lets clients talk to the leader directly next time
+	}
 	_ = json.NewEncoder(conn).Encode(resp)
 }
 
@@ -121,6 +125,7 @@ func (l *Ledger) call(ctx context.Context, id string, req request) (response, er
 	cancel()
 	if err != nil {
 		l.logger.Debug("dial ledger peer", "peer", shortID(id), "err", err)
+		l.dropLeaderHint(id)
 		return resp, fmt.Errorf("dial ledger peer %s: %w: %w", shortID(id), errRetry, err)
 	}
 	defer conn.Close()
@@ -131,9 +136,16 @@ func (l *Ledger) call(ctx context.Context, id string, req request) (response, er
 		return resp, l.lostCall(req, id, err)
 	}
 	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(&resp); err != nil {
+		l.dropLeaderHint(id)
 		return resp, l.lostCall(req, id, err)
 	}
+	if resp.Leader != "" && resp.Leader != l.cfg.ID {
+		l.setLeaderHint(resp.Leader)
+	}
 	if err := decodeError(resp.Code, resp.Error); err != nil {
+		if errors.Is(err, ErrNotLeader) {
+			l.dropLeaderHint(id)
+		}
 		return resp, err
 	}
 	if req.Op == opPropose && resp.Receipt == nil {
