@@ -138,8 +138,11 @@ type taskStore struct {
 var taskPrefix = []byte("task/")
 
 func openTaskStore(dir string) (*taskStore, error) {
+	// Small memtables and caches: task records are few and small, and a
+	// test mesh runs a hundred agents in one process.
 	opts := badger.DefaultOptions(dir).WithSyncWrites(false).WithLogger(nil).
-		WithMemTableSize(8 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20)
+		WithMemTableSize(4 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(4 << 20).WithIndexCacheSize(2 << 20).WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open task store %s: %w", dir, err)
