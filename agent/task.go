@@ -142,7 +142,8 @@ func openTaskStore(dir string) (*taskStore, error) {
 	// test mesh runs a hundred agents in one process.
 	opts := badger.DefaultOptions(dir).WithSyncWrites(false).WithLogger(nil).
 		WithMemTableSize(4 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(4 << 20).WithIndexCacheSize(2 << 20).WithNumCompactors(2)
+		WithBlockCacheSize(4 << 20).WithIndexCacheSize(2 << 20).WithNumCompactors(2).
+		WithValueThreshold(1 << 10)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open task store %s: %w", dir, err)
