@@ -1,13 +1,9 @@
 package kubernetes
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/pcm-mesh/pcm/drivers"
@@ -50,23 +46,7 @@ func (s store) create(id string) error {
 
 // save writes rec atomically (temp file, fsync, rename).
 func (s store) save(rec *record) error {
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode record of task %q: %w", rec.Spec.ID, err)
-	}
-	path := filepath.Join(s.taskDir(rec.Spec.ID), "task.json")
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".task-*.json")
-	if err != nil {
-		return fmt.Errorf("save record of task %q: %w", rec.Spec.ID, err)
-	}
-	_, werr := tmp.Write(b)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("save record of task %q: %w", rec.Spec.ID, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := drivers.SaveJSON(filepath.Join(s.taskDir(rec.Spec.ID), "task.json"), rec); err != nil {
 		return fmt.Errorf("save record of task %q: %w", rec.Spec.ID, err)
 	}
 	return nil
@@ -75,33 +55,7 @@ func (s store) save(rec *record) error {
 // remove deletes a task's directory (used when the API refused the Job).
 func (s store) remove(id string) error { return os.RemoveAll(s.taskDir(id)) }
 
-// loadAll reads every record, sorted by task id.
+// loadAll reads every record, sorted by task id (the directory names).
 func (s store) loadAll() ([]*record, error) {
-	entries, err := os.ReadDir(filepath.Join(s.dir, "tasks"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read state dir: %w", err)
-	}
-	var recs []*record
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(s.dir, "tasks", e.Name(), "task.json"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // the Job was refused and the dir not yet removed
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read record of task %q: %w", e.Name(), err)
-		}
-		var rec record
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("decode record of task %q: %w", e.Name(), err)
-		}
-		recs = append(recs, &rec)
-	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Spec.ID < recs[j].Spec.ID })
-	return recs, nil
+	return drivers.LoadJSONRecords[record](filepath.Join(s.dir, "tasks"), "task.json")
 }
