@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"time"
 
 	"github.com/pcm-mesh/pcm/drivers"
@@ -35,10 +36,41 @@ func (a *Agent) refreshFingerprints(ctx context.Context) error {
 	changed := !equalFingerprints(a.fp, fps)
 	a.fp = fps
 	a.fpMu.Unlock()
-	if changed && a.node != nil {
-		a.node.Republish()
+	if changed {
+		a.republishIfMoved()
 	}
 	return nil
+}
+
+// republishIfMoved republishes the advert when free capacity moved far
+// from what the last advert said: by an eighth of the total of any
+// resource class, or to or from zero. Every advert reaches every agent,
+// and bids, not adverts, are the authority on capacity, so the small
+// changes of each task start and end wait for the next interval.
+func (a *Agent) republishIfMoved() {
+	if a.node == nil {
+		return
+	}
+	now := a.capacityAdvert()
+	a.fpMu.Lock()
+	last := a.advertisedFree
+	a.fpMu.Unlock()
+	if movedFar(last, now.Free, now.Total) {
+		a.node.Republish()
+	}
+}
+
+func movedFar(last, free, total map[string]float64) bool {
+	if last == nil {
+		return true
+	}
+	for k, t := range total {
+		was, is := last[k], free[k]
+		if (was <= 0) != (is <= 0) || math.Abs(is-was) >= t/8 {
+			return true
+		}
+	}
+	return false
 }
 
 func equalFingerprints(x, y map[string]drivers.Fingerprint) bool {
@@ -95,6 +127,9 @@ func addClasses(dst, src map[string]float64) {
 // fingerprints, the frameworks it adheres to with its prices, its load.
 func (a *Agent) advert() mesh.Advert {
 	ad := a.capacityAdvert()
+	a.fpMu.Lock()
+	a.advertisedFree = ad.Free
+	a.fpMu.Unlock()
 	if a.fws != nil {
 		ad.Frameworks = a.fws.adheredIDs()
 		ad.Prices = map[string]map[string]int64{}

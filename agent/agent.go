@@ -58,6 +58,8 @@ type Agent struct {
 
 	fpMu sync.Mutex
 	fp   map[string]drivers.Fingerprint
+	// advertisedFree is the free capacity the last advert carried.
+	advertisedFree map[string]float64
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup

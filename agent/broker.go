@@ -37,10 +37,12 @@ type broker struct {
 	kicks  map[string]chan struct{}
 	subs   map[int]func(*Task)
 	nextS  int
+
+	view *view
 }
 
 func newBroker(a *Agent) *broker {
-	return &broker{a: a, tasks: map[string]*Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*Task){}}
+	return &broker{a: a, tasks: map[string]*Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*Task){}, view: newView()}
 }
 
 func newTaskID() string {
@@ -148,7 +150,11 @@ func (b *broker) update(id string, fn func(t *Task) bool) {
 	if c.State != prevState {
 		b.a.metrics.transition(c)
 	}
-	durable := c.State != StateNegotiating && c.State != StateRunning
+	// Sync what a restarted broker must not get wrong: placements, ends,
+	// new attempts. Negotiation rounds (negotiating ⇄ queued) and
+	// running are redone or re-read from the ledger after a restart.
+	durable := c.State != prevState && c.State != StateNegotiating && c.State != StateRunning &&
+		!(c.State == StateQueued && prevState == StateNegotiating)
 	if err := b.a.tasks.put(c, durable); err != nil {
 		b.a.log.Error("persist task", "task", id, "err", err)
 	}
@@ -229,9 +235,18 @@ func (b *broker) drive(id string, kick chan struct{}) {
 }
 
 // candidates converts the resource table into rules providers for fw.
-func (b *broker) candidates(fw *rules.Framework, exclude []string) ([]*rules.Provider, map[string]*rules.Provider) {
-	var out []*rules.Provider
-	byID := map[string]*rules.Provider{}
+// pool is the providers a round considers, as this broker sees them.
+type pool struct {
+	list []*rules.Provider
+	byID map[string]*rules.Provider
+	seq  map[string]uint64 // advert seq each provider was built from
+}
+
+// candidates are the known providers but the excluded, from their
+// adverts amended by what this broker learned since (see view); this
+// agent itself from its own live state.
+func (b *broker) candidates(fw *rules.Framework, exclude []string) pool {
+	pl := pool{byID: map[string]*rules.Provider{}, seq: map[string]uint64{}}
 	for _, e := range b.a.node.Table().List(nil) {
 		ad := e.Advert
 		if slices.Contains(exclude, ad.Provider) {
@@ -240,11 +255,14 @@ func (b *broker) candidates(fw *rules.Framework, exclude []string) ([]*rules.Pro
 		p := providerFromAdvert(ad, fw)
 		if ad.Provider == b.a.ID() {
 			p = b.a.provider.selfView(fw)
+		} else {
+			b.view.amend(p, ad.Seq)
 		}
-		out = append(out, p)
-		byID[p.ID] = p
+		pl.list = append(pl.list, p)
+		pl.byID[p.ID] = p
+		pl.seq[p.ID] = ad.Seq
 	}
-	return out, byID
+	return pl
 }
 
 func providerFromAdvert(ad *mesh.Advert, fw *rules.Framework) *rules.Provider {
@@ -267,13 +285,13 @@ func (b *broker) round(t *Task) bool {
 	rt := b.parsed[t.ID]
 	b.mu.Unlock()
 	now := time.Now().UTC()
-	ps, byID := b.candidates(fw, t.Excluded)
-	pl := fw.Place(rt, ps, now)
+	ps := b.candidates(fw, t.Excluded)
+	pl := fw.Place(rt, ps.list, now)
 	if len(pl.Ranked) == 0 && len(t.Excluded) > 0 {
 		// Exclusion is a preference: when no other provider can take the
 		// task, an earlier one (back again) may.
-		ps, byID = b.candidates(fw, nil)
-		pl = fw.Place(rt, ps, now)
+		ps = b.candidates(fw, nil)
+		pl = fw.Place(rt, ps.list, now)
 		t.Excluded = nil
 	}
 	rd := Round{Attempt: t.Attempt, Time: now}
@@ -299,12 +317,12 @@ func (b *broker) round(t *Task) bool {
 		rd.Candidates = append(rd.Candidates, s.Provider)
 	}
 	if len(ranked) == 0 {
-		rd.Outcome = fmt.Sprintf("no eligible provider among %d known", len(ps)+len(t.Excluded))
+		rd.Outcome = fmt.Sprintf("no eligible provider among %d known", len(ps.list)+len(t.Excluded))
 		b.finishRound(t.ID, rd, StateQueued)
 		return false
 	}
 	b.update(t.ID, func(t *Task) bool { t.setState(StateNegotiating, "", now); return true })
-	placed := b.negotiate(t, fw, rt, ranked, byID, &rd)
+	placed := b.negotiate(t, fw, rt, ranked, ps, &rd)
 	if placed {
 		return true
 	}
@@ -335,7 +353,7 @@ type offer struct {
 
 // negotiate sends CFPs in parallel, awards the best bid and commits the
 // agreement; rd records what happened.
-func (b *broker) negotiate(t *Task, fw *rules.Framework, rt *rules.Task, ranked []rules.Scored, byID map[string]*rules.Provider, rd *Round) bool {
+func (b *broker) negotiate(t *Task, fw *rules.Framework, rt *rules.Task, ranked []rules.Scored, ps pool, rd *Round) bool {
 	timeout := time.Duration(fw.Placement.BidTimeout)
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -376,30 +394,43 @@ func (b *broker) negotiate(t *Task, fw *rules.Framework, rt *rules.Task, ranked 
 			rd.Declines = append(rd.Declines, RuledOut{Provider: o.provider, Reasons: []string{"unreachable: " + o.err.Error()}})
 		default:
 			rd.Declines = append(rd.Declines, RuledOut{Provider: o.provider, Reasons: o.reasons})
+			b.view.declined(o.provider, ps.seq[o.provider], o.reasons)
 		}
 	}
 	if len(bids) == 0 {
 		rd.Outcome = fmt.Sprintf("no bids from %d candidates", len(offers))
 		return false
 	}
-	order := fw.RankBids(rt, bids, byID)
-	awarded := false
-	for _, s := range order {
-		o := findOffer(offers, s.Provider)
-		if !awarded && b.award(t, fw, rt, cfp, o, rd) {
-			awarded = true
-			continue
-		}
-		if o.s != nil && o.bid != nil {
+	order := fw.RankBids(rt, bids, ps.byID)
+	// Losing bidders hold capacity for us until released: release them as
+	// soon as a winner confirms, not after the ledger commit.
+	released := map[string]bool{}
+	release := func(winner string) {
+		for _, o := range offers {
+			if o.provider == winner || o.s == nil || o.bid == nil || released[o.provider] {
+				continue
+			}
+			released[o.provider] = true
 			if rel, err := seal(b.a.deps.Identity, KindRelease, ReleaseMsg{V: protocolVersion, CFP: cfp.ID}); err == nil {
 				_ = writeEnv(o.s, rel)
 			}
 		}
 	}
-	if !awarded && rd.Outcome == "" {
+	for _, s := range order {
+		o := findOffer(offers, s.Provider)
+		if released[o.provider] {
+			break // a confirmed winner's agreement failed to commit
+		}
+		if b.award(t, fw, rt, cfp, o, rd, func() { release(o.provider) }) {
+			b.view.awarded(o.provider, ps.seq[o.provider], rt.Resources)
+			return true
+		}
+	}
+	release("")
+	if rd.Outcome == "" {
 		rd.Outcome = "no bidder confirmed"
 	}
-	return awarded
+	return false
 }
 
 func findOffer(offers []*offer, provider string) *offer {
@@ -466,7 +497,8 @@ func (b *broker) call(ctx context.Context, o *offer, env Envelope, cfp CFP) {
 
 // award sends the agreement to the winner, collects its signature and
 // commits the agreement to the ledger.
-func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o *offer, rd *Round) bool {
+// confirmed runs once the provider has signed, before the commit.
+func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o *offer, rd *Round, confirmed func()) bool {
 	if o.s == nil || o.bid == nil {
 		return false
 	}
@@ -502,6 +534,7 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 		rd.Outcome = fmt.Sprintf("winner %s did not confirm: %v", o.provider, err)
 		return false
 	}
+	confirmed()
 	ctx, cancel := context.WithTimeout(b.a.runCtx, 30*time.Second)
 	defer cancel()
 	rc, err := b.a.proposeRetry(ctx, entry)
@@ -510,7 +543,7 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 			_ = writeEnv(o.s, ab)
 		}
 		rd.Outcome = "agreement not committed: " + err.Error()
-		return false
+		return b.adoptCommitted(t.ID)
 	}
 	if cm, err := seal(b.a.deps.Identity, KindCommitted, CommittedMsg{V: protocolVersion, CFP: cfp.ID, Index: rc.Index}); err == nil {
 		_ = writeEnv(o.s, cm)
@@ -528,6 +561,43 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 	return true
 }
 
+// adopt takes up an agreement of this broker's that committed after its
+// round gave up on it (the proposal's outcome was unknown, e.g. the
+// leader changed): the ledger is the truth, the task is placed there. An
+// agreement id is unique per task attempt, so no other agreement for the
+// attempt can commit, and the provider runs what the ledger says.
+func (b *broker) adopt(r consensus.Record) {
+	var ag consensus.Agreement
+	if json.Unmarshal(r.Payload, &ag) != nil || ag.Broker != b.a.ID() {
+		return
+	}
+	b.update(ag.TaskID, func(t *Task) bool {
+		if t.AgreementID != "" || t.Attempt != ag.Attempt || (t.State != StateQueued && t.State != StateNegotiating) {
+			return false
+		}
+		t.Provider, t.AgreementID, t.Price = ag.Provider, ag.ID, ag.Price
+		t.setState(StatePlaced, fmt.Sprintf("agreement %s committed at index %d after its round gave up", ag.ID, r.Index), time.Now().UTC())
+		return true
+	})
+}
+
+// adoptCommitted looks for a committed agreement of the task's current
+// attempt after a proposal failed with an unknown outcome or a taken id;
+// true when there was one and the task is placed on it.
+func (b *broker) adoptCommitted(taskID string) bool {
+	ctx, cancel := context.WithTimeout(b.a.runCtx, 10*time.Second)
+	defer cancel()
+	recs, err := b.a.ledger.Entries(ctx, consensus.Filter{Type: consensus.TypeAgreement, Task: taskID})
+	if err != nil {
+		return false
+	}
+	for _, r := range recs {
+		b.adopt(r)
+	}
+	t, ok := b.get(taskID)
+	return ok && t.AgreementID != ""
+}
+
 func cmpString(a, b string) int {
 	switch {
 	case a < b:
@@ -540,6 +610,10 @@ func cmpString(a, b string) int {
 
 // onRecord follows ledger events of tasks this agent brokers.
 func (b *broker) onRecord(r consensus.Record) {
+	if r.Type == consensus.TypeAgreement {
+		b.adopt(r)
+		return
+	}
 	if r.Type != consensus.TypeTaskEvent {
 		return
 	}

@@ -208,9 +208,9 @@ func (p *provider) negotiate(s conn, r *bufio.Reader, remote string) error {
 		return err // the ledger subscription still starts it if it commits
 	}
 	if env.Kind == KindAborted {
-		p.mu.Lock()
-		delete(p.confirmed, ag.ID)
-		p.mu.Unlock()
+		// The broker gave up, but an agreement whose proposal timed out
+		// may still commit: keep the confirmed hold until it expires, so
+		// the ledger subscription starts the task if it does.
 		return nil
 	}
 	var cm CommittedMsg
@@ -393,7 +393,7 @@ func (p *provider) run(at *attempt, task *rules.Task) {
 			delete(p.byTask, at.ag.TaskID)
 		}
 		p.mu.Unlock()
-		p.a.node.Republish()
+		p.a.republishIfMoved()
 	}()
 	spec := taskSpec(at.specID, task)
 	_, err := at.driver.Start(ctx, spec)

@@ -15,15 +15,31 @@ const RaftProtocol = "/pcm/raft/1.0.0"
 const LedgerProtocol = "/pcm/ledger/1.0.0"
 
 // NewStreamTransport returns raft's network transport over layer (in
-// production: libp2p streams on RaftProtocol, addresses are peer IDs).
+// production: libp2p streams on RaftProtocol, addresses are peer IDs),
+// without pipelined replication.
+//
+// raft v1.8.0's pipeline can wedge: when a follower answers
+// Success=false the pipeline's decoder stops, one more send parks on the
+// full in-flight queue, and replication to that follower stops for good
+// while heartbeats go on (hashicorp/raft#612); shutdown then hangs too.
+// We hit it with 100 agents on one machine. Without the pipeline the
+// leader sends one AppendEntries batch at a time per follower.
 func NewStreamTransport(layer raft.StreamLayer, logger *slog.Logger) raft.Transport {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	return noPipeline{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
 		MaxPool: 4,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(logger.With("component", "raft-transport")),
-	})
+	})}
+}
+
+// noPipeline is a NetworkTransport that refuses pipelined replication;
+// raft then falls back to one AppendEntries at a time.
+type noPipeline struct{ *raft.NetworkTransport }
+
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }

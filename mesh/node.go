@@ -170,8 +170,9 @@ func (n *Node) startPubSub(ctx context.Context) error {
 	return nil
 }
 
-// greetNewPeers republishes the advert when a peer joins the adverts
-// topic, so a newcomer learns about us now rather than an interval later.
+// greetNewPeers republishes the advert when a peer new to the mesh joins
+// the adverts topic, so it learns about us now rather than an interval
+// later.
 func (n *Node) greetNewPeers(ctx context.Context, events *pubsub.TopicEventHandler) {
 	defer events.Cancel()
 	for {
@@ -181,6 +182,12 @@ func (n *Node) greetNewPeers(ctx context.Context, events *pubsub.TopicEventHandl
 		}
 		if ev.Type == pubsub.PeerJoin {
 			n.log.Debug("peer joined adverts topic", "peer", ev.Peer)
+			// Only a peer we have no advert from is new to the mesh; the
+			// others (a broker dialling us to negotiate) already know us,
+			// and a greeting reaches every agent, not just the newcomer.
+			if _, known := n.table.Get(ev.Peer.String()); known {
+				continue
+			}
 			// The peer's pubsub stream may still be opening: a message
 			// sent at once can be lost, so greet it a moment later. Many
 			// joins at once (a mesh starting) share one greeting.

@@ -73,24 +73,47 @@ type Scored struct {
 	Quote    int64   `json:"quote"`
 }
 
-// rank scores and sorts candidates: best first, ties by provider id.
+// rank scores and sorts candidates: best first. Ties go by a hash of the
+// task and the provider id: one task always sees the same order, and
+// tasks spread over equal providers instead of all picking the first.
 func rank(s Strategy, t *Task, cands []Candidate) []Scored {
 	scores := s.Score(t, cands)
-	out := make([]Scored, len(cands))
+	th := t.Hash()
+	type keyed struct {
+		Scored
+		tie uint64
+	}
+	ks := make([]keyed, len(cands))
 	for i, c := range cands {
 		sc := scores[i]
 		if math.IsNaN(sc) {
 			sc = math.Inf(-1)
 		}
-		out[i] = Scored{Provider: c.Provider.ID, Score: sc, Quote: c.Quote}
+		ks[i] = keyed{Scored{Provider: c.Provider.ID, Score: sc, Quote: c.Quote}, tieBreak(th, c.Provider.ID)}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score > out[j].Score
+	sort.Slice(ks, func(i, j int) bool {
+		if ks[i].Score != ks[j].Score {
+			return ks[i].Score > ks[j].Score
 		}
-		return out[i].Provider < out[j].Provider
+		if ks[i].tie != ks[j].tie {
+			return ks[i].tie < ks[j].tie
+		}
+		return ks[i].Provider < ks[j].Provider
 	})
+	out := make([]Scored, len(ks))
+	for i, k := range ks {
+		out[i] = k.Scored
+	}
 	return out
+}
+
+// tieBreak orders providers of equal score for one task.
+func tieBreak(taskHash, provider string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(taskHash))
+	h.Write([]byte{0})
+	h.Write([]byte(provider))
+	return h.Sum64()
 }
 
 func noParams(s Strategy) Factory {

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -20,7 +21,7 @@ func stratProviders() []Candidate {
 		mk("a", 4, 5, 10, 300),  // busy, near, mid price
 		mk("b", 16, 0, 90, 500), // idle, far, dear
 		mk("c", 8, 1, 50, 100),  // half, mid, cheap
-		mk("d", 8, 1, 50, 100),  // identical to c: tie broken by id
+		mk("d", 8, 1, 50, 100),  // identical to c: tie broken by hash(task, id)
 	}
 }
 
@@ -151,6 +152,40 @@ func TestRankBids(t *testing.T) {
 	}
 	if got[0].Quote != 20 {
 		t.Errorf("bid price not carried as quote: %+v", got[0])
+	}
+}
+
+// TestTiesSpreadOverEqualProviders: equal providers are ranked in a
+// per-task order, so different tasks go first to different providers
+// (no herding on the smallest id) while one task always sees one order.
+func TestTiesSpreadOverEqualProviders(t *testing.T) {
+	var cands []Candidate
+	for i := range 10 {
+		cands = append(cands, Candidate{Provider: &Provider{
+			ID:    fmt.Sprintf("p%02d", i),
+			Total: map[string]float64{"cpu": 16, "memory": 16384},
+			Free:  map[string]float64{"cpu": 16, "memory": 16384},
+		}})
+	}
+	s, _ := Builtin().Lookup("least-loaded")
+	strat, err := s(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firsts := map[string]int{}
+	for i := range 100 {
+		task := &Task{Name: fmt.Sprintf("t%d", i), Resources: Resources{"cpu": 1}, Command: []string{"x"}}
+		if err := task.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got := ids(rank(strat, task, cands))
+		if again := ids(rank(strat, task, cands)); !reflect.DeepEqual(got, again) {
+			t.Fatalf("task %d ranked %v then %v", i, got, again)
+		}
+		firsts[got[0]]++
+	}
+	if len(firsts) < 8 {
+		t.Fatalf("100 tasks over 10 equal providers went first to only %d of them: %v", len(firsts), firsts)
 	}
 }
 

@@ -2,10 +2,14 @@ package testnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,33 +27,52 @@ deadline: 30m
 retries: 2
 `)
 
-// submitAll submits n sim tasks round-robin over the running agents and
+// submitAll submits n sim tasks round-robin over the running agents, as
+// users of every agent would: one submitter per agent, all at once. It
 // returns (broker, task id) pairs.
 func submitAll(t testing.TB, agents []*agent.Agent, n int) ([]*agent.Agent, []string) {
 	t.Helper()
 	brokers := make([]*agent.Agent, n)
 	ids := make([]string, n)
-	for i := range n {
-		a := agents[i%len(agents)]
-		task, err := a.Submit(simTask, fmt.Sprintf("sim-%d.yaml", i))
-		if err != nil {
-			t.Fatalf("submit %d to %s: %v", i, a.ID(), err)
-		}
-		brokers[i], ids[i] = a, task.ID
+	errs := make([]error, len(agents))
+	var wg sync.WaitGroup
+	for k, a := range agents {
+		wg.Go(func() {
+			for i := k; i < n; i += len(agents) {
+				task, err := a.Submit(simTask, fmt.Sprintf("sim-%d.yaml", i))
+				if err != nil {
+					errs[k] = fmt.Errorf("submit %d to %s: %w", i, a.ID(), err)
+					return
+				}
+				brokers[i], ids[i] = a, task.ID
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	return brokers, ids
 }
 
-// countStates asks every task's broker for its state.
-func countStates(ctx context.Context, brokers []*agent.Agent, ids []string) map[string]int {
+// countStates asks every task's broker for its state. Tasks in done
+// (when not nil) succeeded before and are not asked again.
+func countStates(ctx context.Context, brokers []*agent.Agent, ids []string, done map[string]bool) map[string]int {
 	out := map[string]int{}
 	for i, id := range ids {
+		if done[id] {
+			out[agent.StateSucceeded]++
+			continue
+		}
 		st, err := brokers[i].TaskStatus(ctx, id)
 		if err != nil {
 			out["error"]++
 			continue
 		}
 		out[st.State]++
+		if done != nil && st.State == agent.StateSucceeded {
+			done[id] = true
+		}
 	}
 	return out
 }
@@ -101,8 +124,12 @@ func TestLarge(t *testing.T) {
 		t.Skip("set PCM_LARGE=1 to run the 100-agent, 1,000-task mesh (minutes)")
 	}
 	nAgents, nTasks := envInt("PCM_LARGE_AGENTS", 100), envInt("PCM_LARGE_TASKS", 1000)
+	if addr := os.Getenv("PCM_PPROF"); addr != "" {
+		// Live profiles of a long run: go tool pprof http://ADDR/debug/pprof/profile
+		go func() { t.Log(http.ListenAndServe(addr, nil)) }()
+	}
 	start := time.Now()
-	opts := MockOptions{N: nAgents, AdvertInterval: 2 * time.Second}
+	opts := MockOptions{N: nAgents, AdvertInterval: 10 * time.Second}
 	if os.Getenv("PCM_LARGE_CLIENTS") != "1" {
 		// Every agent a ledger replica: tasks placed on, or brokered by,
 		// ledger clients stall (reported to the lead); PCM_LARGE_CLIENTS=1
@@ -118,10 +145,12 @@ func TestLarge(t *testing.T) {
 	placeStart := time.Now()
 	brokers, ids := submitAll(t, m.Running(), nTasks)
 	nextLog := time.Now()
+	done := map[string]bool{}
 	m.WaitFor(20*time.Minute, fmt.Sprintf("%d tasks to succeed", nTasks), func() bool {
-		c := countStates(t.Context(), brokers, ids)
+		c := countStates(t.Context(), brokers, ids, done)
 		if time.Now().After(nextLog) {
-			t.Logf("after %s: %v", time.Since(placeStart).Round(time.Second), c)
+			head, _ := m.Nodes[0].Agent().Ledger().Head()
+			t.Logf("after %s: %v; ledger head %d, leader %.16s", time.Since(placeStart).Round(time.Second), c, head, m.Nodes[0].Agent().Ledger().Leader())
 			nextLog = time.Now().Add(15 * time.Second)
 			logStuck(t, m, brokers, ids)
 		}
@@ -170,7 +199,7 @@ func TestMocknetKillRestartPartition(t *testing.T) {
 
 	brokers, ids := submitAll(t, m.Running(), 10)
 	m.WaitFor(60*time.Second, "10 tasks to succeed", func() bool {
-		return countStates(t.Context(), brokers, ids)[agent.StateSucceeded] == 10
+		return countStates(t.Context(), brokers, ids, nil)[agent.StateSucceeded] == 10
 	})
 
 	// Cut agent 4 off: the others' adverts from it expire after 3 intervals.
@@ -191,7 +220,7 @@ func TestMocknetKillRestartPartition(t *testing.T) {
 	m.Kill(1)
 	brokers, ids = submitAll(t, m.Running(), 5)
 	m.WaitFor(60*time.Second, "5 tasks to succeed with agent 1 down", func() bool {
-		return countStates(t.Context(), brokers, ids)[agent.StateSucceeded] == 5
+		return countStates(t.Context(), brokers, ids, nil)[agent.StateSucceeded] == 5
 	})
 	m.Restart(1)
 	m.WaitForMesh(30 * time.Second)

@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -131,19 +132,52 @@ func StartMocknet(t testing.TB, opts MockOptions) *Mocknet {
 		cfg.APIListen = ""
 		cfg.DisableDHT = true
 		cfg.AdvertInterval = opts.AdvertInterval
-		for _, j := range pick(rng, i, opts.Degree) {
+		for _, j := range pick(rng, wave(i), opts.Degree) {
 			cfg.Bootstrap = append(cfg.Bootstrap, m.Nodes[j].Multiaddr())
 		}
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}
 		n.Config = cfg
-		m.start(n)
-		if (i+1)%10 == 0 {
-			t.Logf("mocknet: %d of %d agents started", i+1, opts.N)
+	}
+	// Start in waves: agent 0 alone (it bootstraps the ledger), then
+	// groups that bootstrap only from agents of earlier waves, started in
+	// parallel.
+	for lo := 0; lo < opts.N; {
+		hi := min(opts.N, waveEnd(lo))
+		errs := make([]error, hi-lo)
+		var wg sync.WaitGroup
+		for k, n := range m.Nodes[lo:hi] {
+			wg.Go(func() { errs[k] = m.start(n) })
 		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("mocknet: %d of %d agents started", hi, opts.N)
+		lo = hi
 	}
 	return m
+}
+
+// startWave is the most agents StartMocknet starts at once.
+const startWave = 16
+
+// waveEnd is where the wave starting at agent lo ends.
+func waveEnd(lo int) int { return lo + min(max(1, lo), startWave) }
+
+// wave is how many agents have started before agent i's wave (i itself
+// excluded): the agents it may bootstrap from. Waves double in size up
+// to startWave: [0] [1] [2 3] [4..7] [8..15] [16..31] [32..47] ...
+func wave(i int) int {
+	lo := 0
+	for {
+		hi := waveEnd(lo)
+		if i < hi {
+			return lo
+		}
+		lo = hi
+	}
 }
 
 // pick returns up to k distinct random numbers below n.
@@ -160,24 +194,24 @@ func (n *MockNode) Multiaddr() string {
 	return n.Host.Addrs()[0].String() + "/p2p/" + n.Identity.ID()
 }
 
-func (m *Mocknet) start(n *MockNode) {
-	t := m.t
-	t.Helper()
+// start starts n's agent; it is safe to call from several goroutines.
+func (m *Mocknet) start(n *MockNode) error {
 	ds, err := m.opts.Drivers(n.Index, filepath.Join(n.Dir, "drivers"))
 	if err != nil {
-		t.Fatalf("agent %d drivers: %v", n.Index, err)
+		return fmt.Errorf("agent %d drivers: %w", n.Index, err)
 	}
-	log := slog.New(slog.NewTextHandler(tLog{t: t, prefix: fmt.Sprintf("agent%d ", n.Index)}, &slog.HandlerOptions{Level: m.opts.LogLevel}))
+	log := slog.New(slog.NewTextHandler(tLog{t: m.t, prefix: fmt.Sprintf("agent%d ", n.Index)}, &slog.HandlerOptions{Level: m.opts.LogLevel}))
 	a, err := agent.New(n.Config, agent.Deps{Identity: n.Identity, Drivers: ds, Logger: log, Version: "test", MeshOptions: []mesh.Option{mesh.WithHost(n.Host)}})
 	if err != nil {
-		t.Fatalf("agent %d: %v", n.Index, err)
+		return fmt.Errorf("agent %d: %w", n.Index, err)
 	}
-	if err := a.Start(t.Context()); err != nil {
-		t.Fatalf("agent %d start: %v", n.Index, err)
+	if err := a.Start(m.t.Context()); err != nil {
+		return fmt.Errorf("agent %d start: %w", n.Index, err)
 	}
 	n.mu.Lock()
 	n.running = a
 	n.mu.Unlock()
+	return nil
 }
 
 // Kill stops agent i and cuts its links, as if its machine went away;
@@ -221,7 +255,9 @@ func (m *Mocknet) Restart(i int) {
 	if len(boot) > 0 {
 		n.Config.Bootstrap = boot
 	}
-	m.start(n)
+	if err := m.start(n); err != nil {
+		m.t.Fatal(err)
+	}
 }
 
 // Partition splits the agents into groups that cannot reach each other:
