@@ -466,7 +466,11 @@ func (b *broker) call(ctx context.Context, o *offer, env Envelope, cfp CFP) {
 		o.err = err
 		return
 	}
-	resp, err := readEnv(o.r)
+	deadline := cfp.Expires
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = dl
+	}
+	resp, err := readEnvBy(s, o.r, deadline)
 	if err != nil {
 		o.err = err
 		return
@@ -518,7 +522,7 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 		rd.Outcome = "award not delivered to " + o.provider
 		return false
 	}
-	resp, err := readEnv(o.r)
+	resp, err := readEnvBy(o.s, o.r, time.Now().Add(30*time.Second))
 	var conf ConfirmMsg
 	if err == nil {
 		err = open(resp, KindConfirm, o.provider, &conf)

@@ -161,3 +161,18 @@ func readEnv(r *bufio.Reader) (Envelope, error) {
 	err := mesh.ReadFrame(r, &env, maxFrame)
 	return env, err
 }
+
+// readEnvBy reads the next envelope from s, giving up at deadline. It
+// sets the stream's read deadline and also closes the stream if the read
+// is still waiting then: not every transport honours deadlines (libp2p's
+// mocknet ignores them), and a peer that never answers must not hold a
+// negotiation forever.
+func readEnvBy(s conn, r *bufio.Reader, deadline time.Time) (Envelope, error) {
+	_ = s.SetReadDeadline(deadline)
+	t := time.AfterFunc(time.Until(deadline), func() { _ = s.Close() })
+	env, err := readEnv(r)
+	if !t.Stop() && err != nil {
+		return env, fmt.Errorf("no answer by %s: %w", deadline.Format(time.RFC3339Nano), err)
+	}
+	return env, err
+}

@@ -173,8 +173,7 @@ func (p *provider) negotiate(s conn, r *bufio.Reader, remote string) error {
 	if err := writeEnv(s, bid); err != nil {
 		return err
 	}
-	_ = s.SetReadDeadline(h.expires)
-	env, err = readEnv(r)
+	env, err = readEnvBy(s, r, h.expires)
 	if err != nil {
 		return err
 	}
@@ -202,8 +201,7 @@ func (p *provider) negotiate(s conn, r *bufio.Reader, remote string) error {
 	if err := writeEnv(s, conf); err != nil {
 		return err
 	}
-	_ = s.SetReadDeadline(time.Now().Add(confirmedTTL))
-	env, err = readEnv(r)
+	env, err = readEnvBy(s, r, time.Now().Add(confirmedTTL))
 	if err != nil {
 		return err // the ledger subscription still starts it if it commits
 	}

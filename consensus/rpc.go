@@ -129,7 +129,12 @@ func (l *Ledger) call(ctx context.Context, id string, req request) (response, er
 		return resp, fmt.Errorf("dial ledger peer %s: %w: %w", shortID(id), errRetry, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	// Close too: not every stream honours deadlines (libp2p's mocknet
+	// ignores them), and a call must end with its context.
+	stop := context.AfterFunc(ctx, func() {
+		_ = conn.SetDeadline(time.Now())
+		_ = conn.Close()
+	})
 	defer stop()
 	req.V = 1
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
