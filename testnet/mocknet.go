@@ -201,7 +201,7 @@ func (m *Mocknet) start(n *MockNode) error {
 		return fmt.Errorf("agent %d drivers: %w", n.Index, err)
 	}
 	log := slog.New(slog.NewTextHandler(tLog{t: m.t, prefix: fmt.Sprintf("agent%d ", n.Index)}, &slog.HandlerOptions{Level: m.opts.LogLevel}))
-	a, err := agent.New(n.Config, agent.Deps{Identity: n.Identity, Drivers: ds, Logger: log, Version: "test", MeshOptions: []mesh.Option{mesh.WithHost(n.Host)}})
+	a, err := agent.New(n.Config, agent.Deps{Identity: n.Identity, Drivers: ds, Logger: log, Version: "test", MeshOptions: []mesh.Option{mesh.WithHost(deadlineHost{n.Host})}})
 	if err != nil {
 		return fmt.Errorf("agent %d: %w", n.Index, err)
 	}
