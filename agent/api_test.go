@@ -56,6 +56,7 @@ func TestLoadConfigNamesBadField(t *testing.T) {
 		{"advert_interval: soon\n", "advert_interval"},
 		{"drivers:\n  docker: {}\n", "drivers.docker"},
 		{"prices:\n  cpu: -1\n", "prices.cpu"},
+		{"ledger:\n  raft_multiplier: 50\n", "ledger.raft_multiplier 50: use 1 to 10"},
 	} {
 		_, err := agent.LoadConfig("agent.yaml", []byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "agent.yaml") {

@@ -37,9 +37,10 @@ func (a *Agent) openLedger() error {
 	// A loaded 2-core machine running several agents and their tasks can
 	// starve raft's heartbeats for half a second; these timeouts keep the
 	// leader stable there at the cost of a slower failover (~2-3 s).
-	cfg.HeartbeatTimeout = 1500 * time.Millisecond
-	cfg.ElectionTimeout = 1500 * time.Millisecond
-	cfg.LeaderLeaseTimeout = time.Second
+	mult := time.Duration(max(1, a.cfg.Ledger.RaftMultiplier))
+	cfg.HeartbeatTimeout = mult * 1500 * time.Millisecond
+	cfg.ElectionTimeout = mult * 1500 * time.Millisecond
+	cfg.LeaderLeaseTimeout = mult * time.Second
 	log := a.log.With("component", "ledger")
 	cfg.Transport = consensus.NewStreamTransport(layer, log)
 	cfg.Dial = func(ctx context.Context, id string) (net.Conn, error) {
