@@ -54,7 +54,7 @@ func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) 
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(sync).
 		WithLogger(badgerLogger{logger}).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
 		WithBlockCacheSize(16 << 20).
