@@ -1,6 +1,6 @@
 // Package agent is pcm's composition root: it wires the mesh (libp2p host,
 // adverts, resource table), the ledger (consensus), the rules and the
-// drivers into one running agent, and serves the local HTTP API and web page.
+// drivers into one running agent, and serves the local HTTP API.
 //
 // Invariants:
 //   - the HTTP API listens on a loopback address unless a token is
@@ -8,10 +8,16 @@
 //   - the advert this agent publishes is computed from its drivers'
 //     fingerprints, so capacity in the mesh is what the drivers can admit.
 //
-// Performance notes: a placement costs two synced broker-store writes
-// (queued, placed), one raft commit and three to four stream round trips
-// to each of K candidates, each message Ed25519-signed and verified. On a
-// 2-core machine with ~3 ms fsyncs that gives p50 ≈ 17 ms and ~80
-// placements/s; the next steps are group commit for the broker store,
-// fewer signature checks per award, and a smaller K for cheap tasks.
+// Placement at scale: adverts are periodic and reach every broker at
+// once, so a broker amends them with what it learned since (capacity it
+// awarded, providers that declined for want of capacity: see view), and
+// equal providers are ranked in a per-task order; otherwise every broker
+// piles its tasks on the same few providers. Losing bidders are released
+// as soon as the winner confirms. A proposal whose outcome is unknown is
+// resolved by reading the ledger: an agreement id is unique per attempt.
+//
+// Performance notes: a task costs a synced broker-store write when it is
+// submitted and when it is placed, one raft commit, and three to four
+// stream round trips to each of K candidates, each message Ed25519-signed
+// and verified; README.md has the measured figures.
 package agent

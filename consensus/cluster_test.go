@@ -236,3 +236,45 @@ func TestMembershipVotersAndPromotion(t *testing.T) {
 		return slices.ContainsFunc(recs, func(r Record) bool { return strings.Contains(string(r.Payload), "promoted") })
 	})
 }
+
+// TestConcurrentJoinsKeepTheCaps: eight nodes joining at once get at most
+// MaxVoters + MaxNonVoters replica places; the rest are clients.
+func TestConcurrentJoinsKeepTheCaps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	c := newTestCluster(t, 9, true, func(cfg *Config) {
+		cfg.MaxVoters = 1
+		cfg.MaxNonVoters = 2
+	})
+	c.start(0, true)
+	c.leader(20 * time.Second)
+	roles := make([]Role, 9)
+	errs := make([]error, 9)
+	ledgers := make([]*Ledger, 9)
+	for i := 1; i < 9; i++ {
+		ledgers[i] = c.start(i, false)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < 9; i++ {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			roles[i], errs[i] = ledgers[i].Join(ctx, c.ids(0))
+		})
+	}
+	wg.Wait()
+	replicas := 0
+	for i := 1; i < 9; i++ {
+		if errs[i] != nil {
+			t.Fatalf("node %d join: %v", i, errs[i])
+		}
+		if roles[i] != RoleClient {
+			replicas++
+		}
+	}
+	m := membership(t, c.nodes[0].Ledger())
+	if replicas != 2 || len(m.Voters) != 1 || len(m.NonVoters) != 2 {
+		t.Fatalf("8 concurrent joins: %d replica roles, configuration voters %v non-voters %v; want 2 joined replicas, 1 voter and 2 non-voters", replicas, m.Voters, m.NonVoters)
+	}
+}

@@ -37,6 +37,11 @@ type Ledger struct {
 	snaps raft.SnapshotStore
 	raft  *raft.Raft
 
+	// memberMu serialises the leader's membership decisions: a join
+	// counts the replicas, then adds one, and concurrent joins must not
+	// all see the same count (they did: 48 replicas for a cap of 9).
+	memberMu sync.Mutex
+
 	proposals chan *proposal
 	inflight  chan struct{}
 	done      chan struct{}

@@ -83,6 +83,8 @@ func (l *Ledger) handleJoin(ctx context.Context, node string, hops int) (Role, e
 		resp, err := l.call(ctx, target, request{Op: opJoin, Node: node, Hops: hops + 1})
 		return resp.Role, err
 	}
+	l.memberMu.Lock()
+	defer l.memberMu.Unlock()
 	f := l.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return RoleClient, fmt.Errorf("read ledger configuration: %w", err)
@@ -191,6 +193,8 @@ func (l *Ledger) monitor(obs chan raft.Observation) {
 
 // reconcile removes long-failing servers and fills voter seats.
 func (l *Ledger) reconcile(failing map[raft.ServerID]time.Time) {
+	l.memberMu.Lock()
+	defer l.memberMu.Unlock()
 	f := l.raft.GetConfiguration()
 	if f.Error() != nil {
 		return
