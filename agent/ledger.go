@@ -98,6 +98,7 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 			if err == nil {
 				a.log.Info("joined the ledger", "role", role)
 				a.ledgerJoined.Store(true)
+				a.rejoinOrphan(runCtx, via)
 				return
 			}
 			if errors.Is(err, context.Canceled) {
@@ -107,6 +108,39 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// rejoinOrphan joins again when this replica has known no leader for a
+// while: the leader removes a replica it could not reach for
+// voter_timeout, and raft does not tell the removed one, which would
+// otherwise wait for heartbeats forever.
+func (a *Agent) rejoinOrphan(ctx context.Context, via []string) {
+	const orphanAfter = 30 * time.Second
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.ledger.Role() == consensus.RoleClient || a.ledger.Leader() != "" {
+			since = time.Time{}
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(since) < orphanAfter {
+			continue
+		}
+		jctx, cancel := context.WithTimeout(ctx, time.Minute)
+		role, err := a.ledger.Join(jctx, via)
+		cancel()
+		a.log.Warn("no ledger leader for a while: joined again", "role", role, "err", err)
+		since = time.Time{}
+	}
 }
 
 // Ledger is the agent's ledger replica.

@@ -309,18 +309,18 @@ func (l *Ledger) forwardTarget() string {
 	if ld := l.leader(); ld != "" && ld != l.cfg.ID {
 		return ld
 	}
-	if l.Role() == RoleClient {
-		l.viaMu.Lock()
-		defer l.viaMu.Unlock()
-		// A client talks to the leader its peers reported, so chains of
-		// clients bootstrapped from clients do not add hops.
-		if l.leaderHint != "" {
-			return l.leaderHint
-		}
-		for _, v := range l.via {
-			if v != l.cfg.ID {
-				return v
-			}
+	// A client, or a replica that knows no leader (e.g. one removed from
+	// the configuration while it could not be reached, which raft never
+	// tells), goes through the leader its peers reported, else through
+	// the peers it joined by. Hints keep chains of clients short.
+	l.viaMu.Lock()
+	defer l.viaMu.Unlock()
+	if l.leaderHint != "" && l.leaderHint != l.cfg.ID {
+		return l.leaderHint
+	}
+	for _, v := range l.via {
+		if v != l.cfg.ID {
+			return v
 		}
 	}
 	return ""
