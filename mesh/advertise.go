@@ -47,17 +47,17 @@ func (n *Node) advertLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(republishGap(n.cfg.AdvertInterval)):
+		case <-time.After(RepublishGap(n.cfg.AdvertInterval)):
 		}
 	}
 }
 
-// republishGap is the least time between two adverts: a tenth of the
+// RepublishGap is the least time between two adverts: a tenth of the
 // interval, between 100ms and 1s. Every advert reaches every agent, so a
 // mesh of N busy providers carries N/gap adverts a second; bids, not
 // adverts, are the authority on capacity, so a late advert costs at most
 // a decline.
-func republishGap(interval time.Duration) time.Duration {
+func RepublishGap(interval time.Duration) time.Duration {
 	return min(interval, max(100*time.Millisecond, min(interval/10, time.Second)))
 }
 
