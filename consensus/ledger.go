@@ -441,6 +441,16 @@ func shortID(id string) string {
 	return id
 }
 
+// knownLeader is the leader raft reports, else the one peers reported.
+func (l *Ledger) knownLeader() string {
+	if ld := l.leader(); ld != "" {
+		return ld
+	}
+	l.viaMu.Lock()
+	defer l.viaMu.Unlock()
+	return l.leaderHint
+}
+
 // setLeaderHint remembers the leader a peer reported.
 func (l *Ledger) setLeaderHint(id string) {
 	l.viaMu.Lock()

@@ -67,7 +67,10 @@ func (l *Ledger) ServeConn(conn net.Conn) {
 	resp := l.handle(ctx, req)
 	resp.V = 1
 	if resp.Leader == "" {
-		resp.Leader = l.leader() // lets clients talk to the leader directly next time
+		// Lets clients talk to the leader directly next time; a client
+		// passes on the leader it was told of, so clients that joined
+		// through clients learn it too.
+		resp.Leader = l.knownLeader()
 	}
 	_ = json.NewEncoder(conn).Encode(resp)
 }
