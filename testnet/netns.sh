@@ -177,7 +177,7 @@ ncurl() {
 echo "[2/5] starting agents (each listens on its namespace's address; API on 127.0.0.1:8999 inside it)"
 declare -a ids
 for ((i = 1; i <= n; i++)); do
-	ids[i]=$(nsx "$PREFIX-a$i" "$PCM_BIN" --api "$(api)" --data-dir "$TN_DIR/a$i" -o json id | jq -r .peer_id)
+	ids[i]=$(nsx "$PREFIX-a$i" "$PCM_BIN" --api "$(api)" --data-dir "$TN_DIR/a$i" -o json id --init | jq -r .peer_id)
 done
 for ((i = 1; i <= n; i++)); do
 	boot=()

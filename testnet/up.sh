@@ -128,7 +128,7 @@ if ((existing == 0)); then
 		name=a$i
 		p2p=$(tn_free_port)
 		api=$(tn_free_port)
-		id=$("$PCM_BIN" --api "http://127.0.0.1:$api" --data-dir "$TN_DIR/$name" -o json id | jq -r .peer_id)
+		id=$("$PCM_BIN" --api "http://127.0.0.1:$api" --data-dir "$TN_DIR/$name" -o json id --init | jq -r .peer_id)
 		printf 'NAME=%s\nP2P_PORT=%s\nAPI_PORT=%s\nPEER_ID=%s\n' "$name" "$p2p" "$api" "$id" >"$TN_DIR/$name.env"
 		args=(--listen "127.0.0.1:$p2p" --api-listen "127.0.0.1:$api" --advert-interval "$advert"
 			--log-level "$loglevel" --region "${regions[$(((i - 1) % 3))]}" --label "testnet=$name"

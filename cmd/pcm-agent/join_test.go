@@ -52,3 +52,29 @@ func TestJoinRefusesBadConfigAndKey(t *testing.T) {
 		t.Fatalf("open API: err = %v, want it to ask for a token", err)
 	}
 }
+
+// id never creates an identity by itself; with --init it does, once, and
+// shows the same id after.
+func TestIDInit(t *testing.T) {
+	dir := t.TempDir()
+	api := "http://127.0.0.1:1" // nothing listens there
+	if err := runApp(t, "--api", api, "--data-dir", dir, "id"); exitCode(err) != exitUnavailable {
+		t.Fatalf("id on an empty data dir: %v (exit %d), want exit %d", err, exitCode(err), exitUnavailable)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "identity.key")); err == nil {
+		t.Fatal("id without --init created an identity")
+	}
+	if err := runApp(t, "--api", api, "--data-dir", dir, "id", "--init"); err != nil {
+		t.Fatalf("id --init: %v", err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, "identity.key"))
+	if err != nil {
+		t.Fatalf("id --init wrote no identity: %v", err)
+	}
+	if err := runApp(t, "--api", api, "--data-dir", dir, "id", "--init"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "identity.key")); string(again) != string(key) {
+		t.Fatal("a second id --init replaced the identity")
+	}
+}

@@ -20,6 +20,7 @@ func idCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "id",
 		Usage: "show this agent's peer id (and addresses when it is running)",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "init", Usage: "create the identity in --data-dir when it has none (e.g. to know a peer id before the first join)"}},
 		Action: func(c *cli.Context) error {
 			var st agent.Status
 			if err := newAPIClient(c).get(c, "/v1/status", &st); err == nil {
@@ -31,7 +32,7 @@ func idCommand() *cli.Command {
 				})
 			}
 			dir := c.String("data-dir")
-			if _, err := os.Stat(filepath.Join(dir, mesh.KeyFile)); err != nil {
+			if _, err := os.Stat(filepath.Join(dir, mesh.KeyFile)); err != nil && !c.Bool("init") {
 				return withCode(exitUnavailable, fmt.Errorf("no agent answers at %s and %s holds no identity; start one with `pcm-agent join` or set --api/--data-dir", c.String("api"), dir))
 			}
 			id, err := mesh.LoadOrCreateIdentity(dir)
