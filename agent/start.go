@@ -59,20 +59,23 @@ func (a *Agent) dispatch(r consensus.Record) {
 
 // followAsClient feeds dispatch while this agent is a ledger client (no
 // local copy, so no subscription fires): it reads new records through a
-// replica with a cursor.
+// replica with a cursor, every 200 ms while records come, backing off to
+// 1 s while none do (a replica serves every client's polls).
 func (a *Agent) followAsClient(ctx context.Context) {
+	const fast, slow = 200 * time.Millisecond, time.Second
 	var cursor uint64
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
+	wait := fast
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		if a.ledger.Role() != consensus.RoleClient {
+			wait = fast
 			continue
 		}
+		got := 0
 		for {
 			recs, err := a.ledger.Entries(ctx, consensus.Filter{From: cursor + 1, Limit: 1000})
 			if err != nil || len(recs) == 0 {
@@ -82,9 +85,15 @@ func (a *Agent) followAsClient(ctx context.Context) {
 				a.dispatch(r)
 				cursor = r.Index
 			}
+			got += len(recs)
 			if len(recs) < 1000 {
 				break
 			}
+		}
+		if got > 0 {
+			wait = fast
+		} else {
+			wait = min(2*wait, slow)
 		}
 	}
 }
