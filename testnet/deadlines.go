@@ -51,7 +51,7 @@ type deadlineStream struct {
 }
 
 func (s *deadlineStream) Read(b []byte) (int, error) {
-	if !s.begin(&s.reading) {
+	if !s.begin(&s.reading, &s.rd) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	defer s.end(&s.reading)
@@ -59,22 +59,18 @@ func (s *deadlineStream) Read(b []byte) (int, error) {
 }
 
 func (s *deadlineStream) Write(b []byte) (int, error) {
-	if !s.begin(&s.writing) {
+	if !s.begin(&s.writing, &s.wd) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	defer s.end(&s.writing)
 	return s.Stream.Write(b)
 }
 
-// begin counts an operation in; false when the deadline already passed.
-func (s *deadlineStream) begin(n *int) bool {
+// begin counts an operation in; false when its deadline already passed.
+func (s *deadlineStream) begin(n *int, deadline *time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.rd
-	if n == &s.writing {
-		d = s.wd
-	}
-	if !d.IsZero() && !time.Now().Before(d) {
+	if !deadline.IsZero() && !time.Now().Before(*deadline) {
 		return false
 	}
 	*n++
@@ -93,19 +89,20 @@ func (s *deadlineStream) SetDeadline(t time.Time) error {
 }
 
 func (s *deadlineStream) SetReadDeadline(t time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rd = t
-	s.arm(&s.rTimer, t, &s.reading)
+	s.set(&s.rd, &s.rTimer, &s.reading, t)
 	return nil
 }
 
 func (s *deadlineStream) SetWriteDeadline(t time.Time) error {
+	s.set(&s.wd, &s.wTimer, &s.writing, t)
+	return nil
+}
+
+func (s *deadlineStream) set(deadline *time.Time, tm **time.Timer, pending *int, t time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.wd = t
-	s.arm(&s.wTimer, t, &s.writing)
-	return nil
+	*deadline = t
+	s.arm(tm, t, pending)
 }
 
 // arm (re)sets the timer that resets the stream if an operation is still
