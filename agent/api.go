@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
@@ -67,6 +68,11 @@ type Status struct {
 	Drivers       []string            `json:"drivers"`
 	Validator     mesh.ValidatorStats `json:"validator"`
 	Ledger        any                 `json:"ledger,omitempty"`
+	// Refused counts what this agent refused from peers, by kind.
+	Refused map[string]uint64 `json:"refused"`
+	// LedgerFork is the last comparison of this replica's chain with the
+	// other replicas' (every 30 s); diverged names any that differ.
+	LedgerFork *consensus.ForkReport `json:"ledger_fork,omitempty"`
 }
 
 // Status reports the agent's state.
@@ -80,6 +86,8 @@ func (a *Agent) Status() Status {
 		Providers:     a.node.Table().Len(),
 		Drivers:       a.driverNames(),
 		Validator:     a.node.ValidatorStats(),
+		Refused:       a.Refusals(),
+		LedgerFork:    a.fork.Load(),
 	}
 }
 

@@ -113,6 +113,29 @@ func (f *fsm) checkAuthor(w *writer, p payload) error {
 	return nil
 }
 
+// checkAuthorNow is checkAuthor against this replica's current state, at
+// propose time, so a forged membership entry is refused before it takes a
+// raft slot (apply checks again, deterministically). A client holds no
+// state and leaves the check to the replica it forwards to.
+func (f *fsm) checkAuthorNow(e *Entry) error {
+	if e.Type != TypeMembership {
+		return nil
+	}
+	p, err := e.decode()
+	if err != nil {
+		return err
+	}
+	return f.db.View(func(txn *badger.Txn) error {
+		if _, known, err := readConfig(txn); err != nil || !known {
+			return err
+		}
+		if err := f.checkAuthor(&writer{txn: txn}, p); err != nil {
+			return fmt.Errorf("%s %q: %w", e.Type, e.ID, err)
+		}
+		return nil
+	})
+}
+
 // applyAdmission keeps the allow-list that voters change with admit and
 // revoke entries.
 func (w *writer) applyAdmission(m *MembershipNote) error {

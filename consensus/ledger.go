@@ -210,6 +210,14 @@ func (l *Ledger) Role() Role {
 	return RoleClient
 }
 
+// Term is raft's current term on this node (0 before Start).
+func (l *Ledger) Term() uint64 {
+	if l.raft == nil {
+		return 0
+	}
+	return l.raft.CurrentTerm()
+}
+
 // Head returns the local chain head.
 func (l *Ledger) Head() (index uint64, hash string) {
 	h, _ := l.fsm.state()
@@ -269,6 +277,10 @@ func (l *Ledger) propose(ctx context.Context, e Entry, hops int) (Receipt, error
 		return Receipt{}, err
 	}
 	if err := l.fsm.checkContent(&e); err != nil {
+		l.countRefusal(RefusedPropose)
+		return Receipt{}, err
+	}
+	if err := l.fsm.checkAuthorNow(&e); err != nil {
 		l.countRefusal(RefusedPropose)
 		return Receipt{}, err
 	}

@@ -17,6 +17,16 @@ type Membership struct {
 	Voters    []string        `json:"voters"`
 	NonVoters []string        `json:"non_voters"`
 	Replicas  []ReplicaStatus `json:"replicas"`
+	// Policy is the answering replica's admission policy.
+	Policy AdmissionPolicy `json:"policy"`
+}
+
+// AdmissionPolicy says who may become a replica (Config.Admit).
+type AdmissionPolicy struct {
+	Admit     string          `json:"admit"`
+	Voters    []string        `json:"voters,omitempty"`     // this replica's configured allow-list
+	NonVoters []string        `json:"non_voters,omitempty"` // this replica's configured allow-list
+	Admitted  map[string]Role `json:"admitted,omitempty"`   // admitted by voters through the ledger
 }
 
 // ReplicaStatus is one replica's state; Error is set when it did not answer.
@@ -295,6 +305,7 @@ func (l *Ledger) members(ctx context.Context, hops int) (Membership, error) {
 		return *resp.Membership, nil
 	}
 	m.Leader = l.leader()
+	m.Policy = AdmissionPolicy{Admit: l.cfg.Admit, Voters: l.cfg.Voters, NonVoters: l.cfg.NonVoters, Admitted: l.Admitted()}
 	m.Replicas = make([]ReplicaStatus, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
