@@ -67,7 +67,9 @@ func TestFSMAppliesAndChains(t *testing.T) {
 		{"agreement", agr, nil, false},
 		{"started by provider", eventEntry(t, p, "t1", agr.ID, "ev1", EventStarted), nil, false},
 		{"started by broker is refused", eventEntry(t, b, "t1", agr.ID, "ev2", EventStarted), ErrRejected, false},
+		{"next attempt while the first may run", agreementEntry(t, b, p, "t1", 2), ErrRejected, false},
 		{"lost by broker", eventEntry(t, b, "t1", agr.ID, "ev3", EventLost), nil, false},
+		{"success after lost does not count", eventEntry(t, p, "t1", agr.ID, "ev4", EventSucceeded), ErrRejected, false},
 		{"settlement", settlementEntry(t, b, p, "t1", agr.ID, "s1", 700), nil, false},
 		{"settlement again is a no-op", settlementEntry(t, b, p, "t1", agr.ID, "s1", 700), nil, true},
 		{"same id other payload", settlementEntry(t, b, p, "t1", agr.ID, "s1", 800), ErrRejected, false},
@@ -76,6 +78,8 @@ func TestFSMAppliesAndChains(t *testing.T) {
 		{"stale attempt", agreementEntry(t, b, p, "t1", 1), nil, true},
 		{"same attempt other id", mustEntry(t, TypeAgreement, "agr-other", Agreement{V: 1, ID: "agr-other", TaskID: "t1", Broker: b.ID(), Provider: p.ID(), Attempt: 1, Time: t0}, b, p), ErrRejected, false},
 		{"next attempt", agreementEntry(t, b, p, "t1", 2), nil, false},
+		{"event of the superseded attempt", eventEntry(t, p, "t1", agr.ID, "ev5", EventStarted), ErrRejected, false},
+		{"third attempt while the second may run", agreementEntry(t, b, p, "t1", 3), ErrRejected, false},
 	}
 	var idx uint64 = 1
 	wantIndex := uint64(0)

@@ -139,6 +139,14 @@ if ((existing == 0)); then
 		printf '%s\n' "${args[@]}" >"$TN_DIR/$name.args"
 		tn_say "  $name  peer $id  p2p 127.0.0.1:$p2p  api 127.0.0.1:$api"
 	done
+	# The testnet's agents trust each other: each is on the ledger's voter
+	# allow-list (the first max_voters to join become voters, the next
+	# non-voters; strangers stay clients).
+	for ((i = 1; i <= n; i++)); do
+		for ((j = 1; j <= n; j++)); do
+			printf -- '--ledger-voter\n%s\n' "$(sed -n 's/^PEER_ID=//p' "$TN_DIR/a$j.env")" >>"$TN_DIR/a$i.args"
+		done
+	done
 	printf 'N=%s\nDRIVERS=%s\nADVERT=%s\n' "$n" "${drivers[*]}" "$advert" >"$TN_DIR/testnet.env"
 else
 	step 2 "restarting the $n agents already in $TN_DIR (same identities, ports and ledger)"
