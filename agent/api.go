@@ -86,6 +86,7 @@ func (a *Agent) Status() Status {
 		Providers:     a.node.Table().Len(),
 		Drivers:       a.driverNames(),
 		Validator:     a.node.ValidatorStats(),
+		Ledger:        a.LedgerHealth(),
 		Refused:       a.Refusals(),
 		LedgerFork:    a.fork.Load(),
 	}

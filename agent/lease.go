@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,24 +45,42 @@ func (b *broker) renew(provider string, agreements []string) []string {
 	now := time.Now()
 	var current []string
 	b.mu.Lock()
-	byAgreement := map[string]*Task{}
-	for _, t := range b.tasks {
-		if t.AgreementID != "" {
-			byAgreement[t.AgreementID] = t
-		}
+	counts := make([]bool, len(agreements))
+	for i, id := range agreements {
+		counts[i] = b.attemptCounts(id, provider)
 	}
 	b.mu.Unlock()
 	b.leases.mu.Lock()
 	defer b.leases.mu.Unlock()
-	for _, id := range agreements {
-		t := byAgreement[id]
-		if t == nil || t.Provider != provider || finalState(t.State) || b.leases.declared[id] {
+	for i, id := range agreements {
+		if !counts[i] || b.leases.declared[id] {
 			continue
 		}
 		b.leases.renewed[id] = now
 		current = append(current, id)
 	}
 	return current
+}
+
+// attemptCounts reports whether agreement id on provider is still the
+// task's live attempt. The provider may start an attempt before this
+// broker has caught up with its own commit (a round that gave up on a
+// proposal that committed later), so the current attempt without an
+// agreement recorded yet counts too. Called with b.mu held.
+func (b *broker) attemptCounts(id, provider string) bool {
+	cut := strings.LastIndex(id, "-a")
+	if cut < 0 {
+		return false
+	}
+	attempt, err := strconv.Atoi(id[cut+2:])
+	t := b.tasks[id[:cut]]
+	if err != nil || t == nil || finalState(t.State) {
+		return false
+	}
+	if t.AgreementID != "" {
+		return t.AgreementID == id && t.Provider == provider
+	}
+	return attempt == t.Attempt
 }
 
 // leaseWatch declares attempts lost whose leases expired (plus margin)

@@ -9,7 +9,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -260,10 +262,33 @@ func TestVerifyNamesTamperedRecord(t *testing.T) {
 		batch = append(batch, settlementEntry(t, b, p, "t1", agr.ID, fmt.Sprintf("s%d", i), 100))
 	}
 	applyBatches(t, f, 1, [][]Entry{batch})
-	flipPayloadByte(t, f.db, 6)
+	setRecordTime(t, f.db, 4, t0.Add(time.Hour))
 	rep, err := verifyDB(f.db, testVerifier{}, nil)
+	if err != nil || rep.OK || rep.FirstBad != 4 || !strings.Contains(rep.Reason, "record time") {
+		t.Fatalf("verify after changing a record's time = %+v, %v; want first bad index 4", rep, err)
+	}
+	setRecordTime(t, f.db, 4, t0)
+	flipPayloadByte(t, f.db, 6)
+	rep, err = verifyDB(f.db, testVerifier{}, nil)
 	if err != nil || rep.OK || rep.FirstBad != 6 {
 		t.Fatalf("verify after tampering = %+v, %v; want first bad index 6", rep, err)
+	}
+}
+
+// setRecordTime rewrites the time of the stored record at index.
+func setRecordTime(t *testing.T, db *badger.DB, index uint64, at time.Time) {
+	t.Helper()
+	err := db.Update(func(txn *badger.Txn) error {
+		rec, err := getRecord(txn, index)
+		if err != nil {
+			return err
+		}
+		rec.Time = at
+		b, _ := json.Marshal(rec)
+		return txn.Set(recordKey(index), b)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
