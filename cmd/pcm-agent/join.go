@@ -42,6 +42,7 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.StringSliceFlag{Name: "price", Usage: "price CLASS=AMOUNT in currency units per unit-hour, e.g. cpu=0.05 (repeatable)"},
 			&cli.BoolFlag{Name: "bootstrap-ledger", Usage: "start a new ledger even though --bootstrap peers are given"},
 			&cli.IntFlag{Name: "max-voters", Usage: "ledger voters at most (default 3)"},
+			&cli.DurationFlag{Name: "lease", Usage: "lease granted to providers on the attempts this agent brokers: a provider silent for 1.5 leases has lost its attempt (default 30s)"},
 			&cli.StringFlag{Name: "ledger-admit", Usage: "who may hold a copy of the ledger: allow-list (default: --ledger-voter/--ledger-non-voter peers and those a voter admits with 'ledger admit'; others are clients) or open (any peer, for meshes that trust each other)"},
 			&cli.StringSliceFlag{Name: "ledger-voter", Usage: "peer id allowed to become a ledger voter (repeatable; used while this agent leads)"},
 			&cli.StringSliceFlag{Name: "ledger-non-voter", Usage: "peer id allowed to become a ledger non-voter (repeatable)"},
@@ -154,6 +155,9 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 		cfg.Ledger.MaxVoters = c.Int("max-voters")
 	}
 	setString(c, "ledger-admit", &cfg.Ledger.Admit)
+	if c.IsSet("lease") {
+		cfg.Lease = c.Duration("lease")
+	}
 	if c.IsSet("ledger-voter") {
 		cfg.Ledger.Voters = c.StringSlice("ledger-voter")
 	}
