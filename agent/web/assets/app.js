@@ -15,10 +15,10 @@ function h(tag, attrs, ...kids) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  append(el, kids);
+  append(el, ...kids);
   return el;
 }
-function append(el, kids) {
+function append(el, ...kids) {
   for (const k of kids.flat(Infinity)) {
     if (k === undefined || k === null || k === false) continue;
     el.append(k instanceof Node ? k : document.createTextNode(String(k)));
@@ -29,10 +29,10 @@ const SVGNS = "http://www.w3.org/2000/svg";
 function s(tag, attrs, ...kids) {
   const el = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
-  append(el, kids);
+  append(el, ...kids);
   return el;
 }
-function fill(el, ...kids) { el.replaceChildren(); return append(el, kids); }
+function fill(el, ...kids) { el.replaceChildren(); return append(el, ...kids); }
 const $ = (sel) => document.querySelector(sel);
 
 // api calls /web/v1 (the agent's /v1); errors carry the API's message.
@@ -117,7 +117,8 @@ function showProblems() {
 
 // ---- router ----------------------------------------------------------------
 
-const routes = [
+// routes is a function: the views of pages.js load after this file.
+const routes = () => [
   [/^#\/mesh$/, meshView], [/^#\/tasks$/, tasksView], [/^#\/task\/(.+)$/, taskView],
   [/^#\/submit$/, submitView], [/^#\/frameworks$/, frameworksView], [/^#\/framework\/(.+)$/, frameworkView],
   [/^#\/ledger$/, ledgerView], [/^#\/entry\/(.+)$/, entryView],
@@ -127,7 +128,7 @@ function route() {
   if (view && view.leave) view.leave();
   const main = $("#view");
   main.replaceChildren();
-  for (const [re, fn] of routes) {
+  for (const [re, fn] of routes()) {
     const m = hash.match(re);
     if (m) {
       view = fn(main, ...m.slice(1).map(decodeURIComponent)) || {};
