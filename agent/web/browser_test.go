@@ -202,7 +202,9 @@ func TestBrowserMesh(t *testing.T) {
 	setDoc("name: bad\nresources: {cpu: -2, memory: 64Mi}\ndriver: local\ncommand: [\"true\"]\n")
 	b.waitJS("the field error", `(document.querySelector("#field-errors")||{}).innerText?.includes("resources.cpu")`, 15*time.Second)
 	b.shoot("submit-invalid")
+	// Placed on agent 1 (the only one in us-east): its logs come over the mesh.
 	doc := "name: web-lines\nresources: {cpu: 250m, memory: 64Mi}\ndriver: local\n" +
+		"constraints: ['provider.attrs.region == \"us-east\"']\n" +
 		"command: [sh, -c, 'for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 1; done']\ndeadline: 10m\n"
 	setDoc(doc)
 	b.waitJS("the document valid", `(document.querySelector("#verdict")||{}).innerText?.includes("valid") && !document.querySelector("#field-errors")`, 15*time.Second)

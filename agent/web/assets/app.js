@@ -4,7 +4,7 @@
 
 // ---- state and helpers ----------------------------------------------------
 
-const state = { status: null, resources: [], peers: [], tasks: [], ledger: { head: 0 }, members: null, metrics: [], problems: [] };
+const state = { frameworks: {}, status: null, resources: [], peers: [], tasks: [], ledger: { head: 0 }, members: null, metrics: [], problems: [] };
 let view = null; // { name, update(part), leave() }
 
 function h(tag, attrs, ...kids) {
@@ -59,6 +59,12 @@ function peerLabel(id) {
   if (state.status && id === state.status.peer_id) return short(id) + " (this agent)";
   return short(id);
 }
+function fwName(id) { const f = state.frameworks[id]; return f ? `${f.name} ${f.version}` : short(id); }
+async function loadFrameworks() {
+  try { for (const f of (await api("/frameworks")) || []) state.frameworks[f.id] = f; } catch (e) { /* shown where the list is used */ }
+}
+// shortIds shortens the peer ids inside a message.
+const shortIds = (text) => String(text || "").replace(/12D3KooW[1-9A-HJ-NP-Za-km-z]{44}/g, (id) => short(id));
 function peerCell(id) { return h("span", { class: "mono", title: id || "" }, peerLabel(id)); }
 function ago(t) {
   if (!t) return "—";
@@ -80,6 +86,7 @@ const FINAL = ["succeeded", "failed", "cancelled", "expired"];
 function errorBox(err) { return h("div", { class: "error", role: "alert" }, String(err && err.message || err)); }
 function table(headers, rows, empty) {
   if (!rows.length) return h("p", { class: "muted" }, empty || "None.");
+  for (const row of rows) [...row.children].forEach((td, i) => td.setAttribute("data-label", (headers[i] || "").replace(/^~/, "")));
   return h("div", { class: "table-wrap" }, h("table", {},
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col", class: x.startsWith("~") ? "hide-sm" : null }, x.replace(/^~/, ""))))),
     h("tbody", {}, rows)));
@@ -163,7 +170,7 @@ function meshView(main) {
       fill(stats,
         stat(state.resources.length, "providers"), stat(state.peers.length, "connected peers"),
         stat(state.tasks.length, "tasks known"), stat(running, "running now"),
-        stat(state.ledger.head, "ledger head"), stat(m && m.leader ? short(m.leader) : "—", "ledger leader"));
+        stat(state.ledger.head, "ledger head"), stat(m && m.leader ? h("span", { class: "mono id", title: m.leader }, short(m.leader)) : "—", "ledger leader"));
     },
     provs: () => fill(provs, providersTable()),
     peers: () => fill(peers, table(["Peer", "Direction", "Latency", "~Address", "Provider"], state.peers.map((p) => h("tr", {},
@@ -199,9 +206,9 @@ function providersTable() {
         h("td", {}, peerCell(a.provider)), h("td", {}, region || "—"), h("td", {}, zone || "—"),
         h("td", {}, (a.drivers || []).map((d) => h("span", { class: "chip" }, d.name))),
         h("td", { class: "hide-sm" }, Object.entries(attrs).map(([k, v]) => h("span", { class: "chip" }, k + "=" + v))),
-        h("td", {}, (a.frameworks || []).map((f) => h("a", { class: "chip", href: "#/framework/" + encodeURIComponent(f) }, short(f)))),
+        h("td", {}, (a.frameworks || []).map((f) => h("a", { class: "chip", href: "#/framework/" + encodeURIComponent(f), title: f }, fwName(f)))),
         h("td", {}, Object.keys(a.total || {}).filter((k) => !k.includes(":")).sort().map((k) => capBar(k, (a.free || {})[k] || 0, a.total[k]))),
-        h("td", { class: "small" }, ago(a.time), h("br"), h("span", { class: "muted" }, "seq " + a.seq)),
+        h("td", { class: "small", title: "advert seq " + a.seq }, ago(a.time)),
         h("td", {}, h("span", { class: "badge " + (reach === "via mesh" ? "warn" : "ok") }, reach)));
     }), "No provider adverts yet.");
 }
@@ -254,11 +261,12 @@ function placementCharts() {
     h("div", { class: "legend" }, h("span", { class: "k1" }, "placements/s")),
     lineChart(pts, [(p) => p.rate], "/s"),
     h("div", { class: "legend" }, h("span", { class: "k1" }, "p50 latency"), h("span", { class: "k2" }, "p95 latency")),
-    lineChart(pts, [(p) => p.p50 * 1000, (p) => p.p95 * 1000], " ms"));
+    lineChart(pts.filter((p) => p.rate > 0), [(p) => p.p50 * 1000, (p) => p.p95 * 1000], " ms", "No placements in the window yet."));
 }
-function lineChart(pts, series, unit) {
-  const W = 420, H = 120, L = 44, B = 18, T = 8;
-  const t0 = new Date(pts[0].t).getTime(), t1 = new Date(pts[pts.length - 1].t).getTime();
+function lineChart(pts, series, unit, empty) {
+  if (!pts.length) return h("p", { class: "small muted" }, empty);
+  const W = 420, H = 120, L = 58, B = 18, T = 8;
+  const t0 = new Date(pts[0].t).getTime() - (pts.length === 1 ? 1000 : 0), t1 = new Date(pts[pts.length - 1].t).getTime();
   const max = Math.max(1e-9, ...pts.flatMap((p) => series.map((f) => f(p)))) * 1.1;
   const x = (p) => L + ((new Date(p.t).getTime() - t0) / Math.max(1, t1 - t0)) * (W - L - 6);
   const y = (v) => T + (1 - v / max) * (H - T - B);
@@ -269,7 +277,10 @@ function lineChart(pts, series, unit) {
   }
   svg.append(s("line", { class: "axis", x1: L, x2: W - 6, y1: H - B, y2: H - B }),
     s("text", { x: L, y: H - 4 }, time(pts[0].t)), s("text", { x: W - 6, y: H - 4, "text-anchor": "end" }, time(pts[pts.length - 1].t)));
-  series.forEach((f, i) => svg.append(s("polyline", { class: "l" + (i + 1), points: pts.map((p) => `${x(p).toFixed(1)},${y(f(p)).toFixed(1)}`).join(" ") })));
+  series.forEach((f, i) => {
+    svg.append(s("polyline", { class: "l" + (i + 1), points: pts.map((p) => `${x(p).toFixed(1)},${y(f(p)).toFixed(1)}`).join(" ") }));
+    if (pts.length < 30) pts.forEach((p) => svg.append(s("circle", { class: "d" + (i + 1), cx: x(p).toFixed(1), cy: y(f(p)).toFixed(1), r: 2.5 })));
+  });
   return svg;
 }
 const fmtNum = (v) => v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
@@ -289,7 +300,7 @@ function tasksView(main) {
     for (const name of ["state", "provider", "framework", "submitter"]) {
       const el = $("#f-" + name), vals = [...new Set(state.tasks.map((t) => t[name]).filter((v) => v))].sort();
       const cur = el.value;
-      fill(el, h("option", { value: "" }, "any"), vals.map((v) => h("option", { value: v }, name === "state" ? v : peerLabelOrName(v))));
+      fill(el, h("option", { value: "" }, "any"), vals.map((v) => h("option", { value: v }, name === "state" ? v : name === "framework" ? fwName(v) : peerLabelOrName(v))));
       el.value = vals.includes(cur) ? cur : "";
     }
   }
@@ -301,7 +312,7 @@ function tasksView(main) {
       h("td", {}, h("a", { class: "mono", href: "#/task/" + encodeURIComponent(t.id) }, short(t.id))),
       h("td", {}, t.name || h("span", { class: "muted" }, "—")), h("td", {}, badge(t.state)),
       h("td", { class: "hide-sm" }, peerCell(t.broker)), h("td", {}, t.provider ? peerCell(t.provider) : "—"),
-      h("td", { class: "hide-sm" }, t.framework ? h("span", { class: "mono", title: t.framework }, short(t.framework)) : "—"),
+      h("td", { class: "hide-sm" }, t.framework ? h("span", { title: t.framework }, fwName(t.framework)) : "—"),
       h("td", { class: "hide-sm" }, t.submitter ? peerCell(t.submitter) : h("span", { class: "muted", title: "only the broker knows the submitter" }, "—")),
       h("td", { class: "small" }, ago(t.updated || t.submitted)))), "No tasks match."));
   }
@@ -336,16 +347,16 @@ function taskView(main, id) {
     const final = FINAL.includes(task.state);
     fill(actions, final ? null : h("button", { class: "danger", id: "cancel", onclick: cancel }, "Cancel task"), h("span", { id: "cancel-result", role: "status" }));
     fill(head, h("section", { class: "card" }, h("div", { class: "grid" },
-      kv([["State", h("span", { id: "task-state" }, badge(task.state))], ["Name", task.name], ["Message", task.message],
+      kv([["State", h("span", { id: "task-state" }, badge(task.state))], ["Name", task.name], ["Message", shortIds(task.message)],
         ["Broker", peerCell(task.broker)], ["Provider", task.provider ? peerCell(task.provider) : "—"], ["Submitter", task.submitter ? peerCell(task.submitter) : "—"]]),
-      kv([["Framework", h("span", { class: "mono" }, task.framework || "—")], ["Attempt", task.attempt], ["Retries left", task.retries_left],
+      kv([["Framework", task.framework ? h("a", { href: "#/framework/" + encodeURIComponent(task.framework), title: task.framework }, fwName(task.framework)) : "—"], ["Attempt", task.attempt], ["Retries left", task.retries_left],
         ["Price", task.price ? money(task.price) + " /h" : "—"], ["Settled", task.settled ? money(task.settled) : "—"],
         ["Exit code", final ? String(task.exit_code ?? 0) : "—"], ["Deadline", stamp(task.deadline)]])), actions));
     const rounds = task.rounds || [];
     fill(body,
       h("div", { class: "grid" },
         h("section", { class: "card", "aria-labelledby": "h-tl" }, h("h2", { id: "h-tl" }, "Timeline"),
-          task.history && task.history.length ? h("ol", { class: "timeline" }, task.history.map((x) => h("li", {}, badge(x.state), " ", h("span", { class: "small muted" }, time(x.time)), x.note ? h("div", { class: "small" }, x.note) : null)))
+          task.history && task.history.length ? h("ol", { class: "timeline" }, task.history.map((x) => h("li", {}, badge(x.state), " ", h("span", { class: "small muted" }, time(x.time)), x.note ? h("div", { class: "small" }, shortIds(x.note)) : null)))
             : h("p", { class: "muted" }, "Only the broker keeps the timeline.")),
         h("section", { class: "card", "aria-labelledby": "h-rounds" }, h("h2", { id: "h-rounds" }, `Negotiation (${rounds.length} round${rounds.length === 1 ? "" : "s"})`),
           rounds.length ? rounds.map(roundBlock) : h("p", { class: "muted" }, "No rounds recorded here."))),
@@ -405,8 +416,8 @@ function taskView(main, id) {
   };
 }
 function roundBlock(r) {
-  const list = (xs) => h("ul", { class: "errors" }, xs.map((x) => h("li", {}, peerCell(x.provider), ": ", (x.reasons || []).join("; "))));
-  return h("div", { class: "round" }, h("h3", {}, `Round ${r.n} (attempt ${r.attempt}) `, badge(r.outcome), " ", h("span", { class: "small muted" }, time(r.time))),
+  const list = (xs) => h("ul", { class: "errors" }, xs.map((x) => h("li", {}, peerCell(x.provider), ": ", shortIds((x.reasons || []).join("; ")))));
+  return h("div", { class: "round" }, h("h3", {}, `Round ${r.n} (attempt ${r.attempt}) `, h("span", { class: "badge " + r.outcome.split(" ")[0] }, shortIds(r.outcome)), " ", h("span", { class: "small muted" }, time(r.time))),
     kv([["Candidates", (r.candidates || []).length ? (r.candidates || []).map((c) => h("span", { class: "chip mono", title: c }, short(c))) : "none"],
       ["Bids", (r.bids || []).length ? r.bids.map((b) => h("div", {}, peerCell(b.provider), " at ", money(b.price), " /h")) : "none"],
       ["Winner", r.winner ? peerCell(r.winner) : "—"],

@@ -78,7 +78,7 @@ function frameworksView(main) {
       h("td", { class: "mono", title: f.id }, short(f.id)), h("td", {}, f.adhered ? h("span", { class: "badge ok" }, "yes") : "no"),
       h("td", { class: "num" }, adherents(f.id).length), h("td", { class: "hide-sm small" }, f.description || ""))), "No frameworks known."));
   };
-  api("/frameworks").then((l) => { list = l || []; draw(); }, (e) => { err = e; draw(); });
+  api("/frameworks").then((l) => { list = l || []; list.forEach((f) => { state.frameworks[f.id] = f; }); draw(); }, (e) => { err = e; draw(); });
   draw();
   return { update(part) { if (part === "resources") draw(); } };
 }
@@ -227,6 +227,7 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", () => { route(); $("#view").focus({ preventScroll: true }); });
   $("#logout").addEventListener("click", async () => { await call("/logout", { method: "POST" }); location.href = "/login"; });
   call("/web/session").then((r) => { $("#logout").hidden = !r.login; }, () => {});
+  loadFrameworks().then(() => { if (view && view.update) view.update("status"); });
   route();
   connect();
 });
