@@ -327,6 +327,7 @@ function taskView(main, id) {
   const actions = h("div", { class: "actions" });
   append(main, h("p", {}, h("a", { href: "#/tasks" }, "← Tasks")), h("h1", {}, "Task ", h("span", { class: "mono" }, id)), err, head,
     h("section", { class: "card", "aria-labelledby": "h-logs" }, h("h2", { id: "h-logs" }, "Output"), logNote, logs), body);
+  const entries = h("div");
   let task = null, seen = "", logCtl = null, logState = "idle", gone = false;
   async function load() {
     try {
@@ -360,7 +361,12 @@ function taskView(main, id) {
             : h("p", { class: "muted" }, "Only the broker keeps the timeline.")),
         h("section", { class: "card", "aria-labelledby": "h-rounds" }, h("h2", { id: "h-rounds" }, `Negotiation (${rounds.length} round${rounds.length === 1 ? "" : "s"})`),
           rounds.length ? rounds.map(roundBlock) : h("p", { class: "muted" }, "No rounds recorded here."))),
+      h("section", { class: "card", "aria-labelledby": "h-entries" }, h("h2", { id: "h-entries" }, "In the ledger"), entries),
       h("section", { class: "card", "aria-labelledby": "h-doc" }, h("h2", { id: "h-doc" }, "Document"), h("pre", { class: "json" }, JSON.stringify(doc, null, 2))));
+    api("/ledger/entries?task=" + encodeURIComponent(id)).then((recs) => fill(entries, table(["Index", "Time", "Type", "Concerns", "Signed by"], recs.map((r) => h("tr", {},
+      h("td", { class: "num" }, h("a", { href: "#/entry/" + r.index }, r.index)), h("td", { class: "small" }, time(r.time)), h("td", {}, h("span", { class: "badge" }, r.type)),
+      h("td", { class: "small" }, concerns(r)), h("td", {}, (r.signatures || []).map((x) => h("div", {}, peerCell(x.signer)))))), "Nothing yet: the agreement is written when the task is placed.")),
+    (e) => fill(entries, errorBox(e)));
   }
   async function cancel() {
     const out = $("#cancel-result"), btn = $("#cancel");
