@@ -245,6 +245,17 @@ func TestBrowserMesh(t *testing.T) {
 	b.waitJS("the ledger's agreement in the timeline", `document.querySelector("#h-rounds") !== null`, 10*time.Second)
 	b.shoot("task")
 
+	// Cancel: a long task submitted from the page, cancelled from its page.
+	b.goTo("submit", "#/submit")
+	b.waitJS("the submit form again", `!!document.querySelector("#doc")`, 10*time.Second)
+	setDoc("name: web-long\nresources: {cpu: 250m, memory: 64Mi}\ndriver: local\ncommand: [sleep, '300']\ndeadline: 10m\n")
+	b.waitJS("the long task valid", `(document.querySelector("#verdict")||{}).innerText?.includes("web-long")`, 15*time.Second)
+	b.page = "cancel"
+	b.do("submit the long task", 20*time.Second, chromedp.Click("#submit"))
+	b.waitJS("the long task running", `location.hash !== "#/task/`+id+`" && location.hash.startsWith("#/task/") && (document.querySelector("#task-state")||{}).innerText === "running"`, 60*time.Second)
+	b.do("cancel", 10*time.Second, chromedp.Click("#cancel"))
+	b.waitJS("the long task cancelled", `(document.querySelector("#task-state")||{}).innerText === "cancelled"`, 60*time.Second)
+
 	// The other agents' pages list the task.
 	for i := 1; i < 3; i++ {
 		b.open(fmt.Sprintf("tasks@%d", i), urls[i]+"/#/tasks")
