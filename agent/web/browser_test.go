@@ -160,16 +160,32 @@ const token = "browser-test-token"
 func TestBrowserMesh(t *testing.T) {
 	b := newBrowser(t)
 	regions := []string{"eu-west", "us-east", "ap-south"}
+	general, err := filepath.Abs("../../testnet/examples/framework-general.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := testnet.Start(t, testnet.Options{N: 3, Topology: testnet.Star, AdvertInterval: 500 * time.Millisecond,
 		Configure: func(i int, cfg *agent.Config) {
 			cfg.Region = regions[i]
 			cfg.Zone = regions[i] + "-1a"
 			cfg.Labels = map[string]string{"tier": []string{"gold", "silver", "bronze"}[i]}
+			cfg.Frameworks = []string{general}
 			if i == 0 {
 				cfg.APIToken = token
 			}
 		}})
 	m.WaitForMesh(60 * time.Second)
+	// Every advert carries the general framework (published by whichever
+	// agent came first; the same document has the same id).
+	m.WaitFor(60*time.Second, "three adverts adhering to two frameworks", func() bool {
+		es := m.Nodes[2].Agent().Node().Table().List(nil)
+		for _, e := range es {
+			if len(e.Advert.Frameworks) != 2 {
+				return false
+			}
+		}
+		return len(es) == 3
+	})
 	urls := make([]string, 3)
 	for i, n := range m.Nodes {
 		urls[i] = n.Agent().APIURL()
@@ -203,7 +219,7 @@ func TestBrowserMesh(t *testing.T) {
 	b.waitJS("the field error", `(document.querySelector("#field-errors")||{}).innerText?.includes("resources.cpu")`, 15*time.Second)
 	b.shoot("submit-invalid")
 	// Placed on agent 1 (the only one in us-east): its logs come over the mesh.
-	doc := "name: web-lines\nresources: {cpu: 250m, memory: 64Mi}\ndriver: local\n" +
+	doc := "name: web-lines\nframework: general\nresources: {cpu: 250m, memory: 64Mi}\ndriver: local\n" +
 		"constraints: ['provider.attrs.region == \"us-east\"']\n" +
 		"command: [sh, -c, 'for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 1; done']\ndeadline: 10m\n"
 	setDoc(doc)
@@ -273,9 +289,11 @@ func TestBrowserMesh(t *testing.T) {
 	b.open("frameworks", urls[0]+"/#/frameworks")
 	b.waitJS("the frameworks list", `document.querySelectorAll("#view tbody tr").length > 0`, 20*time.Second)
 	b.shoot("frameworks")
-	b.eval(`document.querySelector("#view tbody a").click(); true`, nil)
+	b.waitJS("the general framework listed", `[...document.querySelectorAll("#view tbody a")].some((a) => a.textContent === "general")`, 20*time.Second)
+	b.eval(`[...document.querySelectorAll("#view tbody a")].find((a) => a.textContent === "general").click(); true`, nil)
 	b.page = "framework"
-	b.waitJS("a framework's page", `document.querySelector("#view h2") !== null && location.hash.startsWith("#/framework/")`, 20*time.Second)
+	b.waitJS("the general framework's page", `location.hash.startsWith("#/framework/") && document.querySelector("#view h1")?.innerText.startsWith("general") && document.body.innerText.includes("least-loaded")`, 20*time.Second)
+	b.shoot("framework")
 
 	b.goTo("ledger", "#/ledger")
 	b.waitJS("the ledger's entries", `document.querySelectorAll("tr[data-index]").length > 0`, 20*time.Second)

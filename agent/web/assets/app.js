@@ -92,7 +92,8 @@ function table(headers, rows, empty) {
     h("tbody", {}, rows)));
 }
 function kv(pairs) {
-  return h("dl", { class: "kv" }, pairs.filter((p) => p).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v === undefined || v === "" ? "—" : v)]));
+  const none = (v) => v === undefined || v === null || v === "" || (Array.isArray(v) && !v.length);
+  return h("dl", { class: "kv" }, pairs.filter((p) => p).map(([k, v]) => [h("dt", {}, k), h("dd", {}, none(v) ? "—" : v)]));
 }
 function fmtQty(k, v) {
   if (k.startsWith("memory") || k.startsWith("storage")) return v >= 1024 ? (v / 1024).toFixed(v % 1024 ? 1 : 0) + " GiB" : v + " MiB";
@@ -382,7 +383,9 @@ function taskView(main, id) {
   }
   async function startLogs() {
     if (!task || logState === "streaming" || logState === "done") return;
-    if (["queued", "negotiating", "expired"].includes(task.state)) { fill(logNote, "Output appears here once the task runs."); return; }
+    // Before the provider starts the attempt there is no output to ask for
+    // (asking would only fail).
+    if (!["running", "succeeded", "failed", "cancelled", "lost"].includes(task.state)) { fill(logNote, "Output appears here once the task runs."); return; }
     logState = "streaming";
     logCtl = new AbortController();
     fill(logNote, "Streaming from the provider…");

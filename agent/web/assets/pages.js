@@ -187,18 +187,19 @@ function concerns(r) {
   if (p.provider) bits.push(" → ", peerCell(p.provider));
   if (p.name) bits.push(p.name + " " + (p.version || ""));
   if (p.change) bits.push(p.change + " ", peerCell(p.node));
+  if (r.type === "framework") bits.push(h("a", { href: "#/framework/" + encodeURIComponent(r.id) }, fwName(r.id)));
   return bits;
 }
 function balanceChart(b) {
   const rows = Object.entries(b || {}).sort((x, y) => y[1] - x[1]);
   if (!rows.length) return h("p", { class: "muted" }, "No settlements yet.");
-  const W = 420, RH = 22, L = 130, H = rows.length * RH + 8, mid = L + (W - L) / 2;
+  const W = 460, RH = 22, L = 150, H = rows.length * RH + 8, mid = L + (W - L) / 2;
   const max = Math.max(1, ...rows.map(([, v]) => Math.abs(v)));
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "balances per peer" },
     s("line", { class: "axis", x1: mid, x2: mid, y1: 0, y2: H }));
   rows.forEach(([id, v], i) => {
     const w = (Math.abs(v) / max) * ((W - L) / 2 - 4), y = 4 + i * RH;
-    svg.append(s("text", { x: 0, y: y + 14 }, short(id)),
+    svg.append(s("text", { x: 0, y: y + 14 }, peerLabel(id).replace(" (this agent)", " (here)")),
       s("rect", { class: v >= 0 ? "pos" : "neg", x: v >= 0 ? mid : mid - w, y: y + 3, width: Math.max(1, w), height: RH - 8, rx: 2 }, s("title", {}, `${id}: ${money(v)}`)),
       s("text", { x: v >= 0 ? mid - 4 : mid + 4, y: y + 14, "text-anchor": v >= 0 ? "end" : "start" }, money(v)));
   });
