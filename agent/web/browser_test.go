@@ -208,6 +208,19 @@ func TestBrowserMesh(t *testing.T) {
 	}
 	b.eval(`window.__noReload = 1; true`, nil)
 
+	// Keyboard: Tab reaches the skip link, then the pages; Enter opens one.
+	b.eval(`document.activeElement && document.activeElement.blur(); true`, nil)
+	for _, want := range []string{"Skip to content", "Mesh", "Tasks"} {
+		b.do("press Tab", 5*time.Second, chromedp.KeyEvent("\t"))
+		var got string
+		b.eval(`document.activeElement ? document.activeElement.innerText : ""`, &got)
+		if got != want {
+			t.Fatalf("Tab focused %q, want %q", got, want)
+		}
+	}
+	b.do("press Enter", 5*time.Second, chromedp.KeyEvent("\r"))
+	b.waitJS("the tasks page by keyboard", `location.hash === "#/tasks" && document.activeElement.id === "view"`, 10*time.Second)
+
 	// Submit: an invalid document shows the field error.
 	b.goTo("submit", "#/submit")
 	b.waitJS("the submit form", `!!document.querySelector("#doc")`, 10*time.Second)
