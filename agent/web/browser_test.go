@@ -105,20 +105,23 @@ func (b *browser) eval(expr string, out any) {
 	}
 }
 
-func (b *browser) open(page, url string) {
-	b.t.Helper()
+// setPage names the page that console errors are attributed to.
+func (b *browser) setPage(page string) {
 	b.mu.Lock()
 	b.page = page
 	b.mu.Unlock()
+}
+
+func (b *browser) open(page, url string) {
+	b.t.Helper()
+	b.setPage(page)
 	b.do("open "+url, 30*time.Second, chromedp.Navigate(url), chromedp.WaitReady("body"))
 }
 
 // goTo changes the page's route without a reload.
 func (b *browser) goTo(page, hash string) {
 	b.t.Helper()
-	b.mu.Lock()
-	b.page = page
-	b.mu.Unlock()
+	b.setPage(page)
 	b.eval(fmt.Sprintf(`location.hash = %q; true`, hash), nil)
 }
 
@@ -240,7 +243,7 @@ func TestBrowserMesh(t *testing.T) {
 	b.shoot("submit")
 
 	// The task page: state changes and logs stream without a reload.
-	b.page = "task"
+	b.setPage("task")
 	b.do("submit", 20*time.Second, chromedp.Click("#submit"))
 	b.waitJS("the task's page", `location.hash.startsWith("#/task/")`, 20*time.Second)
 	var hash string
@@ -279,7 +282,7 @@ func TestBrowserMesh(t *testing.T) {
 	b.waitJS("the submit form again", `!!document.querySelector("#doc")`, 10*time.Second)
 	setDoc("name: web-long\nresources: {cpu: 250m, memory: 64Mi}\ndriver: local\ncommand: [sleep, '300']\ndeadline: 10m\n")
 	b.waitJS("the long task valid", `(document.querySelector("#verdict")||{}).innerText?.includes("web-long")`, 15*time.Second)
-	b.page = "cancel"
+	b.setPage("cancel")
 	b.do("submit the long task", 20*time.Second, chromedp.Click("#submit"))
 	b.waitJS("the long task running", `location.hash !== "#/task/`+id+`" && location.hash.startsWith("#/task/") && (document.querySelector("#task-state")||{}).innerText === "running"`, 60*time.Second)
 	b.do("cancel", 10*time.Second, chromedp.Click("#cancel"))
@@ -304,7 +307,7 @@ func TestBrowserMesh(t *testing.T) {
 	b.shoot("frameworks")
 	b.waitJS("the general framework listed", `[...document.querySelectorAll("#view tbody a")].some((a) => a.textContent === "general")`, 20*time.Second)
 	b.eval(`[...document.querySelectorAll("#view tbody a")].find((a) => a.textContent === "general").click(); true`, nil)
-	b.page = "framework"
+	b.setPage("framework")
 	b.waitJS("the general framework's page", `location.hash.startsWith("#/framework/") && document.querySelector("#view h1")?.innerText.startsWith("general") && document.body.innerText.includes("least-loaded")`, 20*time.Second)
 	b.shoot("framework")
 
@@ -315,7 +318,7 @@ func TestBrowserMesh(t *testing.T) {
 	b.waitJS("balances drawn", `document.querySelector("#view svg rect.pos, #view svg rect.neg") !== null || (document.querySelector("#h-bal")?.parentElement.innerText.includes("No settlements"))`, 20*time.Second)
 	b.shoot("ledger")
 	b.eval(`document.querySelector("tr[data-index] a").click(); true`, nil)
-	b.page = "entry"
+	b.setPage("entry")
 	b.waitJS("an entry's signatures", `location.hash.startsWith("#/entry/") && document.body.innerText.includes("Signatures")`, 10*time.Second)
 
 	// The mesh page last, once the placement charts have points.
