@@ -13,6 +13,10 @@ import (
 // ledger has not moved (a read may ask every replica over the mesh).
 const membersEvery = 10
 
+// maxStreamTasks caps the tasks an event carries (the newest first), so a
+// long-lived mesh does not cost every open page megabytes per change.
+const maxStreamTasks = 1000
+
 // events is the page's server-sent event stream. Each poll reads the
 // in-process API and sends, as one named event each, the parts that
 // changed since the last poll: status, resources, peers, tasks, ledger
@@ -103,7 +107,8 @@ func (s *Server) poll(r *http.Request, st *stream, n int) {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	st.send("tasks", tasks)
+	total := len(tasks)
+	st.send("tasks", map[string]any{"tasks": tasks[:min(total, maxStreamTasks)], "total": total})
 	moved := st.send("ledger", map[string]uint64{"head": s.tasks.head()})
 	if moved || n%membersEvery == 0 {
 		var members json.RawMessage

@@ -111,3 +111,31 @@ func TestTaskIndex(t *testing.T) {
 		t.Errorf("head %d, want 6", x.head())
 	}
 }
+
+// A watched index re-reads the broker's tasks only after a change.
+func TestTaskIndexWatched(t *testing.T) {
+	ownReads := 0
+	get := func(_ context.Context, path string, v any) error {
+		if path == "/v1/tasks" {
+			ownReads++
+		}
+		return json.Unmarshal([]byte(`[]`), v)
+	}
+	x := newTaskIndex(get)
+	x.watched = true
+	for range 3 {
+		if _, err := x.list(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ownReads != 1 {
+		t.Fatalf("%d reads of /v1/tasks without a change, want 1", ownReads)
+	}
+	x.changed()
+	if _, err := x.list(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ownReads != 2 {
+		t.Fatalf("%d reads after a change, want 2", ownReads)
+	}
+}

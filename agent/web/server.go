@@ -37,6 +37,10 @@ type Config struct {
 	// Metrics is the agent's registry, sampled for the placement charts;
 	// nil leaves the charts empty.
 	Metrics prometheus.Gatherer
+	// TaskChanges, when set, subscribes to changes of the tasks this agent
+	// brokers; the page then re-reads GET /v1/tasks only after a change
+	// (and at least every 10 s) rather than on every poll. Optional.
+	TaskChanges func(notify func()) (stop func())
 	// Interval is how often an open event stream polls the API (default 1s).
 	Interval time.Duration
 	// Logger defaults to slog.Default().
@@ -66,8 +70,9 @@ type Server struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 
-	tasks  *taskIndex
-	series *series
+	tasks   *taskIndex
+	series  *series
+	unwatch func()
 
 	closeOnce sync.Once
 }
@@ -100,6 +105,10 @@ func New(cfg Config) (*Server, error) {
 		series: newSeries(cfg.Metrics, 2*time.Second, 10*time.Minute),
 	}
 	s.tasks = newTaskIndex(s.api)
+	if cfg.TaskChanges != nil {
+		s.tasks.watched = true
+		s.unwatch = cfg.TaskChanges(s.tasks.changed)
+	}
 	if cfg.Token != "" {
 		mac := hmac.New(sha256.New, []byte(cfg.Token))
 		mac.Write([]byte("pcm web session v1"))
@@ -109,8 +118,16 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close ends the open event and log streams. It is idempotent.
-func (s *Server) Close() { s.closeOnce.Do(s.cancel) }
+// Close ends the open event and log streams and the task subscription. It
+// is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		if s.unwatch != nil {
+			s.unwatch()
+		}
+	})
+}
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /{$}", s.page("index.html"))

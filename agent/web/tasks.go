@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,11 +72,24 @@ type brokerTask struct {
 // the records past its cursor on each refresh.
 type taskIndex struct {
 	get func(ctx context.Context, path string, v any) error
+	// watched: changed() is called on every change of the broker's tasks,
+	// so they are re-read only when dirty (or older than ownMaxAge).
+	watched bool
+	dirty   atomic.Bool
 
 	mu     sync.Mutex
 	cursor uint64
 	ledger map[string]*TaskSummary
+	own    []brokerTask
+	ownAt  time.Time
 }
+
+// ownMaxAge bounds how long a watched index trusts its copy of the
+// broker's tasks.
+const ownMaxAge = 10 * time.Second
+
+// changed marks the broker's tasks as changed.
+func (x *taskIndex) changed() { x.dirty.Store(true) }
 
 func newTaskIndex(get func(ctx context.Context, path string, v any) error) *taskIndex {
 	return &taskIndex{get: get, ledger: map[string]*TaskSummary{}}
@@ -89,8 +103,16 @@ func (x *taskIndex) list(ctx context.Context) ([]TaskSummary, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	lerr := x.refresh(ctx)
-	var own []brokerTask
-	oerr := x.get(ctx, "/v1/tasks", &own)
+	var oerr error
+	if !x.watched || x.dirty.Swap(false) || time.Since(x.ownAt) > ownMaxAge {
+		var own []brokerTask
+		if oerr = x.get(ctx, "/v1/tasks", &own); oerr == nil {
+			x.own, x.ownAt = own, time.Now()
+		} else {
+			x.dirty.Store(true)
+		}
+	}
+	own := x.own
 	out := make(map[string]TaskSummary, len(x.ledger)+len(own))
 	for id, t := range x.ledger {
 		out[id] = *t

@@ -111,7 +111,7 @@ function connect() {
     es.addEventListener(part, (ev) => {
       const data = JSON.parse(ev.data);
       if (part === "problem") { state.problems = data; showProblems(); return; }
-      state[part] = data;
+      if (part === "tasks") { state.tasks = data.tasks || []; state.taskTotal = data.total; } else state[part] = data;
       if (part === "status") fill($("#me"), h("span", { title: data.peer_id }, short(data.peer_id)), " · v", data.version);
       if (view && view.update) view.update(part);
     });
@@ -308,7 +308,7 @@ function tasksView(main) {
   function draw() {
     options();
     const rows = state.tasks.filter((t) => Object.entries(f).every(([k, v]) => !v || t[k] === v));
-    fill(count, `${rows.length} of ${state.tasks.length} tasks`);
+    fill(count, `${rows.length} of ${state.tasks.length} tasks`, state.taskTotal > state.tasks.length ? ` (the newest ${state.tasks.length} of ${state.taskTotal})` : "");
     fill(box, table(["Task", "Name", "State", "~Broker", "Provider", "~Framework", "~Submitter", "Updated"], rows.map((t) => h("tr", { "data-task": t.id },
       h("td", {}, h("a", { class: "mono", href: "#/task/" + encodeURIComponent(t.id) }, short(t.id))),
       h("td", {}, t.name || h("span", { class: "muted" }, "—")), h("td", {}, badge(t.state)),
