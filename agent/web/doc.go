@@ -14,6 +14,7 @@
 //     settlements) merged with the ones this agent brokers;
 //   - /web/validate a task document checked with rules.ParseTask, the same
 //     field errors as `pcm-agent task validate`;
+//   - /web/session  whether the page needs a login;
 //   - /login, /logout when the agent has an API token.
 //
 // Invariants:
@@ -23,6 +24,8 @@
 //     token, which never appears in a URL either.
 //   - Requests that change something (POST) must also carry the
 //     X-PCM-Web header, which a cross-site form cannot send.
+//   - Without a token the page answers only to a loopback Host (127.0.0.1,
+//     [::1], localhost), against DNS rebinding.
 //   - Close ends every open event stream and proxied log stream, so the
 //     agent's HTTP server can shut down promptly.
 //   - The event stream polls the in-process API once per Interval and sends

@@ -20,7 +20,7 @@ const maxStreamTasks = 1000
 // events is the page's server-sent event stream. Each poll reads the
 // in-process API and sends, as one named event each, the parts that
 // changed since the last poll: status, resources, peers, tasks, ledger
-// (its head), members and metrics. An error reading a part is sent as an
+// (its head), members and metrics. An error reading a part is sent as a
 // "problem" event so the page can show it.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)

@@ -145,6 +145,26 @@ func TestCloseEndsEventStreams(t *testing.T) {
 	}
 }
 
+// Without a token the page answers only to loopback Host names.
+func TestNoTokenNeedsLoopbackHost(t *testing.T) {
+	s, err := web.New(web.Config{API: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]int{
+		"127.0.0.1:8999": http.StatusOK, "localhost:8999": http.StatusOK, "[::1]:8999": http.StatusOK,
+		"evil.example:8999": http.StatusForbidden, "10.0.0.5:8999": http.StatusForbidden,
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Host %s: %d, want %d", host, rec.Code, want)
+		}
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	if _, err := web.New(web.Config{}); err == nil || !strings.Contains(err.Error(), "Config.API") {
 		t.Errorf("New without an API: %v, want an error naming Config.API", err)
