@@ -298,11 +298,15 @@ func TestBrowserMesh(t *testing.T) {
 			b.goTo("tasks@1", "#/tasks")
 			b.waitJS("the list again", fmt.Sprintf(`!!document.querySelector('tr[data-task=%q]')`, id), 10*time.Second)
 			b.shoot("tasks")
+			// Filter by state: only the cancelled task is left.
+			b.eval(`(() => { const s = document.querySelector("#f-state"); s.value = "cancelled"; s.dispatchEvent(new Event("change")); return true })()`, nil)
+			b.waitJS("the state filter", fmt.Sprintf(`document.querySelectorAll("tr[data-task]").length === 1 && !document.querySelector('tr[data-task=%q]') && document.querySelector("tr[data-task]").innerText.includes("cancelled")`, id), 10*time.Second)
 		}
 	}
 
 	// Frameworks and the ledger, back on agent 0 (the session cookie holds).
 	b.open("frameworks", urls[0]+"/#/frameworks")
+	b.eval(`window.__noReload = 1; true`, nil)
 	b.waitJS("the frameworks list", `document.querySelectorAll("#view tbody tr").length > 0`, 20*time.Second)
 	b.shoot("frameworks")
 	b.waitJS("the general framework listed", `[...document.querySelectorAll("#view tbody a")].some((a) => a.textContent === "general")`, 20*time.Second)
@@ -317,6 +321,9 @@ func TestBrowserMesh(t *testing.T) {
 	b.waitJS("verify OK", `(document.querySelector("#verify-ok")||{}).innerText?.startsWith("OK")`, 30*time.Second)
 	b.waitJS("balances drawn", `document.querySelector("#view svg rect.pos, #view svg rect.neg") !== null || (document.querySelector("#h-bal")?.parentElement.innerText.includes("No settlements"))`, 20*time.Second)
 	b.shoot("ledger")
+	// Filter by type: settlements only.
+	b.eval(`(() => { const s = document.querySelector("#l-type"); s.value = "settlement"; s.dispatchEvent(new Event("change")); return true })()`, nil)
+	b.waitJS("settlements only", `(() => { const rows = [...document.querySelectorAll("tr[data-index]")]; return rows.length > 0 && rows.every((r) => r.innerText.includes("settlement")) })()`, 10*time.Second)
 	b.eval(`document.querySelector("tr[data-index] a").click(); true`, nil)
 	b.setPage("entry")
 	b.waitJS("an entry's signatures", `location.hash.startsWith("#/entry/") && document.body.innerText.includes("Signatures")`, 10*time.Second)
@@ -325,6 +332,14 @@ func TestBrowserMesh(t *testing.T) {
 	b.goTo("mesh", "#/mesh")
 	b.waitJS("the placement charts", `document.querySelectorAll("#view polyline").length >= 3`, 30*time.Second)
 	b.shoot("mesh")
+
+	// Adverts are live: a stopped provider leaves the page without a reload.
+	m.Stop(2)
+	b.waitJS("the stopped provider gone", `document.querySelectorAll("tr[data-provider]").length === 2`, 30*time.Second)
+	b.eval(`window.__noReload || 0`, &still)
+	if still != 1 {
+		t.Errorf("the page reloaded (window marker lost)")
+	}
 
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
