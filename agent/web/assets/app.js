@@ -175,7 +175,7 @@ function meshView(main) {
     },
     provs: () => fill(provs, providersTable()),
     peers: () => fill(peers, table(["Peer", "Direction", "Latency", "~Address", "Provider"], state.peers.map((p) => h("tr", {},
-      h("td", {}, peerCell(p.id)), h("td", {}, p.direction), h("td", { class: "num" }, p.latency_ms.toFixed(1) + " ms"),
+      h("td", {}, peerCell(p.id)), h("td", {}, p.direction), h("td", { class: "num" }, Number(p.latency_ms || 0).toFixed(1) + " ms"),
       h("td", { class: "mono small hide-sm" }, (p.addrs || [])[0] || ""), h("td", {}, p.provider ? "yes" : "no"))), "Not connected to anyone.")),
     members: () => fill(members, membersBlock()),
     topo: () => fill(topo, topology()),
@@ -426,7 +426,7 @@ function taskView(main, id) {
 }
 function roundBlock(r) {
   const list = (xs) => h("ul", { class: "errors" }, xs.map((x) => h("li", {}, peerCell(x.provider), ": ", shortIds((x.reasons || []).join("; ")))));
-  return h("div", { class: "round" }, h("h3", {}, `Round ${r.n} (attempt ${r.attempt}) `, h("span", { class: "badge " + r.outcome.split(" ")[0] }, shortIds(r.outcome)), " ", h("span", { class: "small muted" }, time(r.time))),
+  return h("div", { class: "round" }, h("h3", {}, `Round ${r.n} (attempt ${r.attempt}) `, h("span", { class: "badge " + String(r.outcome || "").split(" ")[0] }, shortIds(r.outcome || "—")), " ", h("span", { class: "small muted" }, time(r.time))),
     kv([["Candidates", (r.candidates || []).length ? (r.candidates || []).map((c) => h("span", { class: "chip mono", title: c }, short(c))) : "none"],
       ["Bids", (r.bids || []).length ? r.bids.map((b) => h("div", {}, peerCell(b.provider), " at ", money(b.price), " /h")) : "none"],
       ["Winner", r.winner ? peerCell(r.winner) : "—"],
