@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pcm-mesh/pcm/agent/web"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/mesh"
@@ -42,6 +43,7 @@ type Agent struct {
 
 	api     *http.Server
 	apiAddr string
+	web     *web.Server // the page at /; closed before api shuts down
 	started time.Time
 
 	ledger       *consensus.Ledger
@@ -213,6 +215,9 @@ func (a *Agent) ID() string { return a.deps.Identity.ID() }
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
+		if a.web != nil {
+			a.web.Close() // ends the page's event streams
+		}
 		if a.api != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, a.api.Shutdown(ctx))

@@ -13,8 +13,8 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// routes builds the HTTP API. Every /v1 route answers JSON; errors are
-// {"error": "..."}.
+// routes builds the HTTP API and mounts the web page at / (webpage.go).
+// Every /v1 route answers JSON; errors are {"error": "..."}.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
@@ -26,7 +26,11 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return a.auth(mux)
+	root := http.NewServeMux()
+	root.Handle("/v1/", a.auth(mux))
+	root.Handle("/metrics", a.auth(mux))
+	root.Handle("/", a.webPage(mux))
+	return root
 }
 
 // auth requires "Authorization: Bearer <token>" when a token is set.

@@ -1,10 +1,13 @@
 // Package agent is pcm's composition root: it wires the mesh (libp2p host,
 // adverts, resource table), the ledger (consensus), the rules and the
-// drivers into one running agent, and serves the local HTTP API.
+// drivers into one running agent, and serves the local HTTP API and, at /,
+// the mesh's web page (package web, which reads the agent through the same
+// /v1 handlers).
 //
 // Invariants:
 //   - the HTTP API listens on a loopback address unless a token is
-//     configured, and then every request must carry it;
+//     configured, and then every request must carry it (the web page: its
+//     session cookie, set by its login form from the same token);
 //   - the advert this agent publishes is computed from its drivers'
 //     fingerprints, so capacity in the mesh is what the drivers can admit.
 //
