@@ -186,6 +186,9 @@ func (a *Agent) startAPI() error {
 		}
 	})
 	a.log.Info("api listening", "url", a.APIURL())
+	if err := a.writeAPIFile(); err != nil {
+		a.log.Warn("cannot record the API address in the data dir; `pcm-agent --data-dir` will not find this agent", "err", err)
+	}
 	return nil
 }
 
@@ -208,6 +211,7 @@ func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
 		if a.api != nil {
+			errs = append(errs, a.removeAPIFile())
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, a.api.Shutdown(ctx))
 			cancel()

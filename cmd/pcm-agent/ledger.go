@@ -115,7 +115,7 @@ func ledgerVerify(c *cli.Context) error {
 	if c.Bool("offline") {
 		rep, err = verifyOffline(c)
 	} else if err = newAPIClient(c).get(c, "/v1/ledger/verify", &rep); exitCode(err) == exitUnavailable {
-		fmt.Fprintf(c.App.ErrWriter, "agent unreachable; verifying %s offline\n", ledgerDir(c))
+		fmt.Fprintf(c.App.ErrWriter, "%s\nverifying %s offline\n", oneLine(err), ledgerDir(c))
 		rep, err = verifyOffline(c)
 	}
 	if err != nil {
@@ -169,7 +169,7 @@ func ledgerExport(c *cli.Context) error {
 		if exitCode(err) != exitUnavailable {
 			return err
 		}
-		fmt.Fprintf(c.App.ErrWriter, "agent unreachable; exporting %s offline\n", ledgerDir(c))
+		fmt.Fprintf(c.App.ErrWriter, "%s\nexporting %s offline\n", oneLine(err), ledgerDir(c))
 	}
 	if err := consensus.ExportDir(ledgerDir(c), out); err != nil {
 		return withCode(exitFailure, err)

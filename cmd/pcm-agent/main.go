@@ -13,10 +13,10 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	if err := app.Run(hoistGlobalFlags(app, os.Args)); err != nil {
 		// One line, so scripts can show it as the reason.
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-		fmt.Fprintf(os.Stderr, "pcm-agent: %s\n", msg)
+		fmt.Fprintf(os.Stderr, "pcm-agent: %s\n", oneLine(err))
 		os.Exit(exitCode(err))
 	}
 }
@@ -38,7 +38,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), EnvVars: []string{"PCM_DATA_DIR"}, Usage: "agent data directory (identity, ledger, task state)"},
 		&cli.StringFlag{Name: "api", Value: "http://127.0.0.1:8999", EnvVars: []string{"PCM_API"}, Usage: "API URL of the agent that client commands talk to"},
 		&cli.StringFlag{Name: "api-token", EnvVars: []string{"PCM_API_TOKEN"}, Usage: "bearer token for the API (required by agents bound to non-loopback addresses)"},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table or json"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table, json or yaml"},
 	}
 }
 
@@ -48,4 +48,10 @@ func defaultDataDir() string {
 		return ".pcm"
 	}
 	return home + "/.pcm"
+}
+
+// oneLine flattens an error to one line, so scripts can show it as the
+// reason.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }

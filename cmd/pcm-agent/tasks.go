@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -39,12 +40,8 @@ func submitCommand() *cli.Command {
 				return submitRemote(c, p, path, doc)
 			}
 			api := newAPIClient(c)
-			req, err := http.NewRequestWithContext(c.Context, http.MethodPost, api.base+"/v1/tasks?name="+url.QueryEscape(filepath.Base(path)), strings.NewReader(string(doc)))
-			if err != nil {
-				return err
-			}
 			var t agent.Task
-			if err := api.doRaw(req, &t); err != nil {
+			if err := api.doRaw(c.Context, http.MethodPost, "/v1/tasks?name="+url.QueryEscape(filepath.Base(path)), bytes.NewReader(doc), &t); err != nil {
 				return err
 			}
 			if !c.Bool("wait") {
