@@ -14,7 +14,6 @@ import (
 // MaxDocumentSize bounds framework and task documents.
 const MaxDocumentSize = 1 << 20
 
-
 // decodeStrict parses YAML (or JSON, a subset) in data into out, a pointer to
 // a struct, rejecting unknown fields, duplicate keys, aliases and values of
 // the wrong type. It returns the line of every field path it saw, so later
