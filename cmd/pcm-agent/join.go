@@ -95,7 +95,7 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 			return cfg, err
 		}
 	}
-	if c.IsSet("data-dir") || cfg.DataDir == "" {
+	if c.IsSet("data-dir") || os.Getenv("PCM_DATA_DIR") != "" || cfg.DataDir == "" {
 		cfg.DataDir = c.String("data-dir")
 	}
 	if c.IsSet("listen") {

@@ -16,7 +16,9 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// Which agent a client command talks to:
+// Which agent a client command talks to (a flag on the command line beats
+// its environment variable; PCM_API and PCM_DATA_DIR count as given only
+// when neither flag is on the command line):
 //
 //   - --api given: that agent. With --data-dir also given, the agent must
 //     be the one owning the data dir (same peer id), else the command stops.
@@ -37,9 +39,23 @@ type target struct {
 	note string
 }
 
-// dataDirSet reports whether the user named a data dir (flag or
-// PCM_DATA_DIR), as opposed to the default ~/.pcm.
-func dataDirSet(c *cli.Context) bool { return c.IsSet("data-dir") }
+// dataDirSet reports whether the user named a data dir, as opposed to the
+// default ~/.pcm: --data-dir, or PCM_DATA_DIR without --api.
+func dataDirSet(c *cli.Context) bool {
+	if c.IsSet("data-dir") {
+		return true
+	}
+	return os.Getenv("PCM_DATA_DIR") != "" && !c.IsSet("api")
+}
+
+// apiSet reports whether the user named an API: --api, or PCM_API
+// without --data-dir.
+func apiSet(c *cli.Context) bool {
+	if c.IsSet("api") {
+		return true
+	}
+	return os.Getenv("PCM_API") != "" && !c.IsSet("data-dir")
+}
 
 // dirPeerID reads the peer id of dir's identity without creating one.
 func dirPeerID(dir string) (string, error) {
@@ -59,6 +75,9 @@ func dirPeerID(dir string) (string, error) {
 // resolveTarget decides which agent the command talks to (see above).
 func resolveTarget(c *cli.Context) (target, error) {
 	api := c.String("api")
+	if !apiSet(c) {
+		api = defaultAPI
+	}
 	if !dataDirSet(c) {
 		return target{base: trimBase(api)}, nil
 	}
@@ -67,7 +86,7 @@ func resolveTarget(c *cli.Context) (target, error) {
 	if err != nil {
 		return target{}, withCode(exitUsage, err)
 	}
-	if c.IsSet("api") {
+	if apiSet(c) {
 		got, err := peerIDAt(c, trimBase(api))
 		if err != nil {
 			return target{}, err
