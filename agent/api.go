@@ -22,10 +22,10 @@ func (a *Agent) routes() http.Handler {
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.ledgerRoutes(mux)
 	a.taskRoutes(mux)
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, r.URL.Path))
+	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, clip(r.URL.Path)))
 	})
-	return a.auth(mux)
+	return a.auth(checkRequest(mux))
 }
 
 // auth requires "Authorization: Bearer <token>" when a token is set.
