@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -217,27 +216,3 @@ func taskTable(w io.Writer, t *agent.Task) {
 	}
 }
 
-func explainTable(w io.Writer, t *agent.Task) {
-	fmt.Fprintf(w, "task %s is %s %s\n", t.ID, t.State, t.Message)
-	if len(t.Rounds) == 0 {
-		fmt.Fprintln(w, "no negotiation round yet")
-	}
-	for _, r := range t.Rounds {
-		fmt.Fprintf(w, "round %d (attempt %d) at %s: %s\n", r.N, r.Attempt, r.Time.Local().Format("15:04:05.000"), r.Outcome)
-		for _, c := range r.Candidates {
-			fmt.Fprintf(w, "  candidate\t%s\n", c)
-		}
-		for _, b := range r.Bids {
-			fmt.Fprintf(w, "  bid\t%s\t%d micros/h\n", b.Provider, b.Price)
-		}
-		for _, d := range r.Declines {
-			fmt.Fprintf(w, "  declined\t%s\t%s\n", d.Provider, strings.Join(d.Reasons, "; "))
-		}
-		for _, d := range r.Ruled {
-			fmt.Fprintf(w, "  ruled out\t%s\t%s\n", d.Provider, strings.Join(d.Reasons, "; "))
-		}
-		if r.Winner != "" {
-			fmt.Fprintf(w, "  winner\t%s\n", r.Winner)
-		}
-	}
-}
