@@ -215,4 +215,3 @@ func taskTable(w io.Writer, t *agent.Task) {
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", h.Time.Local().Format("15:04:05.000"), h.State, h.Note)
 	}
 }
-
