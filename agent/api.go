@@ -19,6 +19,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/peers", a.handlePeers)
 	mux.HandleFunc("GET /v1/resources", a.handleResources)
+	mux.HandleFunc("POST /v1/tasks/plan", a.handlePlan)
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.ledgerRoutes(mux)
 	a.taskRoutes(mux)

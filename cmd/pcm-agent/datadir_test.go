@@ -160,3 +160,15 @@ func TestHoistGlobalFlags(t *testing.T) {
 		}
 	}
 }
+
+// waitFor polls cond every 50 ms for up to 60 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 60s waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

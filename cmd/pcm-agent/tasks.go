@@ -24,7 +24,8 @@ func submitCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "peer", Usage: "submit over the mesh to this agent's multiaddr (/.../p2p/<id>) instead of the local API"},
 			&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "show each state change and exit with the task's outcome (0 succeeded, 1 otherwise)"},
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "with --wait: stream the task's output once it runs"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "stream the task's output once it runs (implies --wait)"},
+			&cli.BoolFlag{Name: "plan", Usage: "dry run: show which known providers could take the task now, later, or never (and the rule that rules each out); queue nothing. Exit 1 when none ever could"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -35,15 +36,24 @@ func submitCommand() *cli.Command {
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
+			wait := c.Bool("wait") || c.Bool("follow")
 			if p := c.String("peer"); p != "" {
-				return submitRemote(c, p, path, doc)
+				if c.Bool("plan") || c.Bool("follow") {
+					return withCode(exitUsage, fmt.Errorf("--plan and --follow work through the API only, not with --peer (use --wait)"))
+				}
+				return submitRemote(c, p, path, doc, wait)
 			}
 			api := newAPIClient(c)
+			name := url.QueryEscape(filepath.Base(path))
+			if c.Bool("plan") {
+				return submitPlan(c, api, name, doc)
+			}
 			var t agent.Task
-			if err := api.doRaw(c.Context, http.MethodPost, "/v1/tasks?name="+url.QueryEscape(filepath.Base(path)), bytes.NewReader(doc), &t); err != nil {
+			if err := api.doRaw(c.Context, http.MethodPost, "/v1/tasks?name="+name, bytes.NewReader(doc), &t); err != nil {
 				return err
 			}
-			if !c.Bool("wait") {
+			warnIfNeverFits(c, api, name, doc, &t)
+			if !wait {
 				return render(c, t, func(w io.Writer) { fmt.Fprintf(w, "%s\t%s\n", t.ID, t.State) })
 			}
 			fmt.Fprintf(c.App.ErrWriter, "submitted %s (%s) to broker %s\n", t.ID, t.Name, shortID(t.Broker))
