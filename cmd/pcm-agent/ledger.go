@@ -203,7 +203,7 @@ func ledgerMembers(c *cli.Context) error {
 	return render(c, m, func(w io.Writer) {
 		fmt.Fprintln(w, "PEER\tROLE\tLEADER\tINDEX\tHEAD\tERROR")
 		for _, r := range m.Replicas {
-			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%s\t%s\n", r.ID, r.Role, r.ID == m.Leader, r.Index, short(r.Hash, 12), r.Error)
+			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%s\t%s\n", r.ID, roleLabel(r.Role), r.ID == m.Leader, r.Index, short(r.Hash, 12), r.Error)
 		}
 	})
 }
@@ -230,4 +230,13 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// roleLabel spells roles as the docs and the testnet scripts do
+// ("non-voter"); --output json keeps the wire value ("nonvoter").
+func roleLabel[R ~string](r R) string {
+	if string(r) == string(consensus.RoleNonVoter) {
+		return "non-voter"
+	}
+	return string(r)
 }

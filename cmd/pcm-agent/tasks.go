@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/rules"
 )
 
 func submitCommand() *cli.Command {
@@ -216,7 +217,7 @@ func tasksCommand() *cli.Command {
 
 func taskTable(w io.Writer, t *agent.Task) {
 	fmt.Fprintf(w, "id\t%s\nname\t%s\nstate\t%s\t%s\n", t.ID, t.Name, t.State, t.Message)
-	fmt.Fprintf(w, "framework\t%s\nbroker\t%s\nprovider\t%s\nagreement\t%s\n", t.Framework, t.Broker, t.Provider, t.AgreementID)
+	fmt.Fprintf(w, "framework\t%s\nbroker\t%s\nprovider\t%s\nagreement\t%s\n", frameworkLabel(t.Framework), t.Broker, t.Provider, t.AgreementID)
 	fmt.Fprintf(w, "attempt\t%d (retries left %d)\ndeadline\t%s\n", t.Attempt, t.RetriesLeft, t.Deadline.Local().Format(time.RFC3339))
 	if finalTaskState(t.State) {
 		fmt.Fprintf(w, "exit code\t%d\nusage\t%.2f cpu-s, %.2f s wall\nsettled\t%d micros\n", t.ExitCode, t.Usage.CPUSeconds, t.Usage.WallSeconds, t.Settled)
@@ -224,4 +225,12 @@ func taskTable(w io.Writer, t *agent.Task) {
 	for _, h := range t.History {
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", h.Time.Local().Format("15:04:05.000"), h.State, h.Note)
 	}
+}
+
+// frameworkLabel names the built-in framework instead of showing its id.
+func frameworkLabel(id string) string {
+	if def := rules.DefaultFramework(); id == def.ID() {
+		return fmt.Sprintf("%s (built in, %s)", rules.DefaultName, id)
+	}
+	return id
 }
