@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -192,14 +191,6 @@ func parseListen(s string) ([]string, error) {
 		return nil, fmt.Errorf("--listen %q: port must be 0-65535", s)
 	}
 	return mesh.ListenAddrs(host, n), nil
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log_level %q: use debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 // driverJSON turns a driver's YAML settings into the JSON the driver
