@@ -108,6 +108,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 
 func (a *Agent) meshConfig() (mesh.Config, error) {
 	mc := mesh.Config{
+		UserAgent:      UserAgent(a.deps.Version),
 		Listen:         a.cfg.Listen,
 		Bootstrap:      a.cfg.Bootstrap,
 		AdvertInterval: a.cfg.AdvertInterval,
@@ -121,6 +122,15 @@ func (a *Agent) meshConfig() (mesh.Config, error) {
 		mc.SwarmKey = key
 	}
 	return mc, nil
+}
+
+// UserAgent is what an agent of this version reports in libp2p's
+// identify protocol: "pcm/<version>".
+func UserAgent(version string) string {
+	if version == "" {
+		version = "dev"
+	}
+	return "pcm/" + version
 }
 
 // Start brings up the mesh, the drivers' recovery, the advert loop and the

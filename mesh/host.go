@@ -35,8 +35,13 @@ func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
 	listen := cfg.Listen
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "pcm"
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(id.PrivKey()),
+		libp2p.UserAgent(ua),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),

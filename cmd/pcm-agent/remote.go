@@ -30,7 +30,7 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte, wait bool) erro
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs)
+	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs, libp2p.UserAgent(agent.UserAgent(version)))
 	if err != nil {
 		return fmt.Errorf("start a libp2p client: %w", err)
 	}
