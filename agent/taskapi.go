@@ -45,8 +45,12 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 	defer s.Close()
 	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var req TaskRequest
-	if err := mesh.ReadFrame(bufio.NewReader(s), &req, maxFrame); err != nil {
-		_ = s.Reset()
+	if err := readStreamRequest(bufio.NewReader(s), &req); err != nil {
+		if errors.Is(err, errFraming) {
+			_ = s.Reset()
+			return
+		}
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: err.Error()}, maxFrame)
 		return
 	}
 	_ = s.SetReadDeadline(time.Time{})
@@ -195,8 +199,12 @@ func (a *Agent) handleSubmitStream(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
 	var req SubmitRequest
-	if err := mesh.ReadFrame(bufio.NewReader(s), &req, maxFrame); err != nil {
-		_ = s.Reset()
+	if err := readStreamRequest(bufio.NewReader(s), &req); err != nil {
+		if errors.Is(err, errFraming) {
+			_ = s.Reset()
+			return
+		}
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: err.Error()}, maxFrame)
 		return
 	}
 	t, err := a.broker.Submit(req.Document, orDefault(req.Name, "submission"), s.Conn().RemotePeer().String())
