@@ -172,13 +172,17 @@ func tasksCommand() *cli.Command {
 			},
 			{
 				Name: "logs", Usage: "a task's output, from wherever it runs", ArgsUsage: "ID",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep streaming until the task ends"}},
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep streaming until the task ends; waits (up to --wait-placed) for a task that is not placed yet"}, &cli.DurationFlag{Name: "wait-placed", Value: time.Minute, Usage: "with --follow: how long to wait for the task to be placed"}},
 				Action: func(c *cli.Context) error {
 					id, err := idArg(c)
 					if err != nil {
 						return err
 					}
-					return streamLogs(c, newAPIClient(c), id, c.Bool("follow"))
+					api := newAPIClient(c)
+					if c.Bool("follow") {
+						return followLogs(c, api, id)
+					}
+					return streamLogs(c, api, id, false)
 				},
 			},
 			{
