@@ -56,6 +56,13 @@ func (a *Agent) PlanTask(doc []byte, name string) (*Plan, error) {
 	}
 	plan := &Plan{Task: rt.Name, Framework: fmt.Sprintf("%s@%s (%s)", fw.Name, fw.Version, fw.ID()), FitsNow: []PlanProvider{}, FitsLater: []PlanProvider{}, Never: []PlanProvider{}}
 	ps := a.broker.candidates(fw, nil)
+	if _, ok := ps.byID[a.ID()]; !ok {
+		// Just started: this agent's own advert is not in its table yet,
+		// but it is a provider all the same.
+		self := a.provider.selfView(fw)
+		ps.list = append(ps.list, self)
+		ps.byID[self.ID] = self
+	}
 	plan.Providers = len(ps.list)
 	nowPl := fw.Place(rt, ps.list, now)
 	// "Ever": the same providers with all their capacity free.
