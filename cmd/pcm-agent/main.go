@@ -1,4 +1,3 @@
-// Command pcm-agent runs a pcm agent (join) and talks to a running one.
 package main
 
 import (
