@@ -59,6 +59,11 @@ var quieter = []quiet{
 	// raft, when a peer joins or lags: it is caught up from further back.
 	{"failed to get previous log", []string{"log not found"}, slog.LevelDebug},
 	{"appendEntries rejected, sending older logs", nil, slog.LevelDebug},
+	// libp2p's fx, when the host cannot start (a taken port): join
+	// returns the error itself, naming the address and the fix.
+	{"OnStart hook failed", nil, slog.LevelDebug},
+	{"start failed, rolling back", nil, slog.LevelDebug},
+	{"start failed", nil, slog.LevelDebug},
 }
 
 // libp2pLevel lowers libp2p's records one step (ERROR to WARN, WARN to

@@ -29,7 +29,8 @@ func TestLevelMap(t *testing.T) {
 		{func() {
 			raft.Error("failed to appendEntries to", "error", "open /pcm/raft/1.0.0: protocols not supported")
 		}, "level=DEBUG"},
-		{func() { libp2p.Error("OnStart hook failed") }, "level=WARN"},
+		{func() { libp2p.Error("OnStart hook failed") }, "level=DEBUG"},
+		{func() { libp2p.Error("dial backoff cleared") }, "level=WARN"},
 		{func() { libp2p.Info("listening failed") }, "level=DEBUG"},
 		{func() { slog.New(h).Error("ledger broken") }, "level=ERROR"},
 	} {
