@@ -29,6 +29,23 @@ func submitPlan(c *cli.Context, api *apiClient, name string, doc []byte) error {
 	return nil
 }
 
+// requireFit is `submit --require-fit`: it refuses, before queueing, a
+// task that no known provider could ever run.
+func requireFit(c *cli.Context, api *apiClient, name string, doc []byte) error {
+	var p agent.Plan
+	if err := api.doRaw(c.Context, http.MethodPost, "/v1/tasks/plan?name="+name, bytes.NewReader(doc), &p); err != nil {
+		return err
+	}
+	if p.Fits() {
+		return nil
+	}
+	var why []string
+	for _, pp := range p.Never {
+		why = append(why, pp.Provider+": "+strings.Join(pp.Reasons, "; "))
+	}
+	return withCode(exitFailure, fmt.Errorf("not queued (--require-fit): none of the %d known providers could ever run %s: %s", p.Providers, p.Task, strings.Join(why, " | ")))
+}
+
 func planTable(w io.Writer, p *agent.Plan) {
 	fmt.Fprintf(w, "task %s under %s; %d providers known\n", p.Task, p.Framework, p.Providers)
 	for _, pp := range p.FitsNow {

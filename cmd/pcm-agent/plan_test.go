@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,10 @@ func TestSubmitSaysWhenNothingCouldEverFit(t *testing.T) {
 		}
 		if exitCode(err) != exitFailure || p.Fits() || len(p.Never) != 1 || !strings.Contains(strings.Join(p.Never[0].Reasons, ";"), tc.reason) {
 			t.Fatalf("plan %s: %+v, err %v; want exit 1 and %q", tc.file, p, err, tc.reason)
+		}
+		_, _, err = pcm(t, "--data-dir", dir, "submit", "--require-fit", tc.file)
+		if exitCode(err) != exitFailure || !strings.Contains(fmt.Sprint(err), tc.reason) {
+			t.Fatalf("submit --require-fit %s: %v; want exit 1 naming %q", tc.file, err, tc.reason)
 		}
 		out, stderr, err = pcm(t, "--data-dir", dir, "submit", tc.file)
 		if err != nil || !strings.Contains(out, "queued") {

@@ -26,6 +26,7 @@ func submitCommand() *cli.Command {
 			&cli.StringFlag{Name: "peer", Usage: "submit over the mesh to this agent's multiaddr (/.../p2p/<id>) instead of the local API"},
 			&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "show each state change and exit with the task's outcome (0 succeeded, 1 otherwise)"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "stream the task's output once it runs (implies --wait)"},
+			&cli.BoolFlag{Name: "require-fit", Usage: "do not queue the task when no known provider could ever run it (exit 1); by default it is queued with a warning, since such a provider may join"},
 			&cli.BoolFlag{Name: "plan", Usage: "dry run: show which known providers could take the task now, later, or never (and the rule that rules each out); queue nothing. Exit 1 when none ever could"},
 		},
 		Action: func(c *cli.Context) error {
@@ -39,8 +40,8 @@ func submitCommand() *cli.Command {
 			}
 			wait := c.Bool("wait") || c.Bool("follow")
 			if p := c.String("peer"); p != "" {
-				if c.Bool("plan") || c.Bool("follow") {
-					return withCode(exitUsage, fmt.Errorf("--plan and --follow work through the API only, not with --peer (use --wait)"))
+				if c.Bool("plan") || c.Bool("follow") || c.Bool("require-fit") {
+					return withCode(exitUsage, fmt.Errorf("--plan, --require-fit and --follow work through the API only, not with --peer (use --wait)"))
 				}
 				return submitRemote(c, p, path, doc, wait)
 			}
@@ -48,6 +49,11 @@ func submitCommand() *cli.Command {
 			name := url.QueryEscape(filepath.Base(path))
 			if c.Bool("plan") {
 				return submitPlan(c, api, name, doc)
+			}
+			if c.Bool("require-fit") {
+				if err := requireFit(c, api, name, doc); err != nil {
+					return err
+				}
 			}
 			var t agent.Task
 			if err := api.doRaw(c.Context, http.MethodPost, "/v1/tasks?name="+name, bytes.NewReader(doc), &t); err != nil {
