@@ -20,15 +20,17 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/peers", a.handlePeers)
 	mux.HandleFunc("GET /v1/resources", a.handleResources)
+	mux.HandleFunc("POST /v1/tasks/plan", a.handlePlan)
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.ledgerRoutes(mux)
 	a.taskRoutes(mux)
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, r.URL.Path))
+	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, clip(r.URL.Path)))
 	})
+	checked := checkRequest(mux)
 	root := http.NewServeMux()
-	root.Handle("/v1/", a.auth(mux))
-	root.Handle("/metrics", a.auth(mux))
+	root.Handle("/v1/", a.auth(checked))
+	root.Handle("/metrics", a.auth(checked))
 	root.Handle("/", a.webPage(mux))
 	return root
 }
