@@ -112,3 +112,33 @@ func TestAPIBodyLimitsAnswer413(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIRefusesCrossSiteBrowserRequests: a web page on another site cannot
+// submit a task through a local agent (CSRF); the CLI (no Origin) can.
+func TestAPIRefusesCrossSiteBrowserRequests(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	url := m.Nodes[0].Agent().APIURL() + "/v1/tasks"
+	doc := "name: x\nresources: {cpu: 0.1, memory: 16Mi}\ndriver: local\ncommand: [\"true\"]\n"
+	for _, tc := range []struct {
+		header, value string
+		want          int
+	}{
+		{"Origin", "https://evil.example", http.StatusForbidden},
+		{"Sec-Fetch-Site", "cross-site", http.StatusForbidden},
+		{"", "", http.StatusCreated},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(doc))
+		req.Header.Set("Content-Type", "text/plain")
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %q: status %d, want %d", tc.header, tc.value, resp.StatusCode, tc.want)
+		}
+	}
+}
