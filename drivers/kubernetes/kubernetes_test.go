@@ -97,16 +97,16 @@ func getJob(t *testing.T, client *fake.Clientset, ns, name string) *batchv1.Job 
 
 func TestJobName(t *testing.T) {
 	for _, tc := range []struct{ id, want string }{
-		{"task-1", "pcm-task-1"},
-		{"abc", "pcm-abc"},
+		{"task-1", "pcm-task-1-0a1b2c"},
+		{"abc", "pcm-abc-0a1b2c"},
 	} {
-		if got := jobName(tc.id); got != tc.want {
+		if got := jobName("0a1b2c", tc.id); got != tc.want {
 			t.Errorf("jobName(%q) = %q, want %q", tc.id, got, tc.want)
 		}
 	}
 	seen := map[string]string{}
 	for _, id := range []string{"Task_1", "task.1", "task-1", strings.Repeat("x", 128), strings.Repeat("x", 127) + "y", "-a-", "A"} {
-		name := jobName(id)
+		name := jobName("0a1b2c", id)
 		if !dnsLabel.MatchString(name) {
 			t.Errorf("jobName(%q) = %q is not a DNS label", id, name)
 		}
@@ -139,14 +139,14 @@ func TestStartCreatesJob(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.State != drivers.StatePending || st.NativeID != tc.ns+"/pcm-"+tc.spec.ID {
+			if st.State != drivers.StatePending || st.NativeID != tc.ns+"/"+d.jobName(tc.spec.ID) {
 				t.Errorf("Start = %+v", st)
 			}
-			job := getJob(t, client, tc.ns, "pcm-"+tc.spec.ID)
-			if job.Labels[LabelManagedBy] != "pcm" || job.Labels[LabelTask] != "pcm-"+tc.spec.ID || job.Annotations[AnnotationTask] != tc.spec.ID {
+			job := getJob(t, client, tc.ns, d.jobName(tc.spec.ID))
+			if job.Labels[LabelManagedBy] != "pcm" || job.Labels[LabelTask] != d.jobName(tc.spec.ID) || job.Annotations[AnnotationTask] != tc.spec.ID {
 				t.Errorf("job labels %v annotations %v", job.Labels, job.Annotations)
 			}
-			if job.Spec.Template.Labels[LabelTask] != "pcm-"+tc.spec.ID {
+			if job.Spec.Template.Labels[LabelTask] != d.jobName(tc.spec.ID) {
 				t.Errorf("pod template labels %v", job.Spec.Template.Labels)
 			}
 			if *job.Spec.BackoffLimit != 0 || job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
@@ -166,7 +166,7 @@ func TestStartCreatesJob(t *testing.T) {
 			}
 		})
 	}
-	job := getJob(t, client, "pcm", "pcm-cmd")
+	job := getJob(t, client, "pcm", d.jobName("cmd"))
 	env := job.Spec.Template.Spec.Containers[0].Env
 	if len(env) != 2 || env[0] != (corev1.EnvVar{Name: "A", Value: "1"}) || env[1] != (corev1.EnvVar{Name: "B", Value: "2"}) {
 		t.Errorf("env = %+v, want A=1 B=2", env)
@@ -238,7 +238,7 @@ func TestLifecycleThroughAPI(t *testing.T) {
 	if _, err := d.Start(ctx, drivers.TaskSpec{ID: "life", Command: []string{"echo", "hi"}, Resources: drivers.Resources{CPUs: 1, MemoryMB: 64}}); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{LabelManagedBy: "pcm", LabelTask: "pcm-life"}
+	labels := map[string]string{LabelManagedBy: "pcm", LabelTask: d.jobName("life"), LabelInstance: d.instance}
 	p := pod("pcm", "pcm-life-abcde", "n1", corev1.PodRunning, labels, "1", "64Mi")
 	if _, err := client.CoreV1().Pods("pcm").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestLifecycleThroughAPI(t *testing.T) {
 	if _, err := client.CoreV1().Pods("pcm").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	job := getJob(t, client, "pcm", "pcm-life")
+	job := getJob(t, client, "pcm", d.jobName("life"))
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
 	if _, err := client.BatchV1().Jobs("pcm").UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -289,7 +289,6 @@ func stateStrings(s []drivers.State) []string {
 }
 
 func TestFingerprintMath(t *testing.T) {
-	own := map[string]string{LabelManagedBy: "pcm"}
 	init := pod("x", "init", "n1", corev1.PodRunning, nil, "100m", "100Mi")
 	init.Spec.InitContainers = []corev1.Container{{Name: "i", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}}}
 	client := fake.NewClientset(
@@ -303,9 +302,12 @@ func TestFingerprintMath(t *testing.T) {
 		pod("x", "done", "n1", corev1.PodSucceeded, nil, "2", "2Gi"), // terminated: free
 		pod("x", "unbound", "", corev1.PodPending, nil, "2", "2Gi"),  // not on a node yet
 		pod("x", "on-cordoned", "cordoned", corev1.PodRunning, nil, "2", "2Gi"),
-		pod("pcm", "ours", "n1", corev1.PodRunning, own, "1", "1Gi"), // accounted as a task instead
 	)
 	d := newOnClient(t, "", client)
+	own := map[string]string{LabelManagedBy: "pcm", LabelInstance: d.instance}
+	if _, err := client.CoreV1().Pods("pcm").Create(t.Context(), pod("pcm", "ours", "n1", corev1.PodRunning, own, "1", "1Gi"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err) // accounted as a task instead
+	}
 	fp, err := d.Fingerprint(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -318,22 +320,37 @@ func TestFingerprintMath(t *testing.T) {
 	if fp.Attributes["kubernetes.nodes"] != "2" {
 		t.Errorf("attributes %v", fp.Attributes)
 	}
-	if _, err := d.Start(t.Context(), drivers.TaskSpec{ID: "a", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 4, MemoryMB: 1000, GPUs: 1}}); err != nil {
+	// n1 has room for 4 - 1 - 0.5 = 2.5 CPUs, n2 for 2 - 0.25 = 1.75: the
+	// sum admits 3 CPUs, no node does.
+	_, err = d.Start(t.Context(), drivers.TaskSpec{ID: "wide", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 3, MemoryMB: 10}})
+	if !errors.Is(err, drivers.ErrCapacity) || !strings.Contains(err.Error(), "no node can hold resources.cpus 3") ||
+		!strings.Contains(err.Error(), "n1, has 2.5 CPUs") {
+		t.Errorf("start wider than any node: %v", err)
+	}
+	if _, err := d.Start(t.Context(), drivers.TaskSpec{ID: "a", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 2.5, MemoryMB: 1000, GPUs: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	fp, err = d.Fingerprint(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fp.Free.CPUs != 0.25 || fp.Free.MemoryMB != 9652 || fp.Free.GPUs != 1 {
+	if fp.Free.CPUs != 1.75 || fp.Free.MemoryMB != 9652 || fp.Free.GPUs != 1 {
 		t.Errorf("free after a task = %+v", fp.Free)
 	}
-	_, err = d.Start(t.Context(), drivers.TaskSpec{ID: "b", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.5, MemoryMB: 10}})
-	if !errors.Is(err, drivers.ErrCapacity) || !strings.Contains(err.Error(), "resources.cpus 0.5 requested, 0.25 of 4.25 free") {
+	_, err = d.Start(t.Context(), drivers.TaskSpec{ID: "b", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 2, MemoryMB: 10}})
+	if !errors.Is(err, drivers.ErrCapacity) || !strings.Contains(err.Error(), "resources.cpus 2 requested, 1.75 of 4.25 free") {
 		t.Errorf("start beyond capacity: %v", err)
 	}
-	if _, err := client.BatchV1().Jobs("pcm").Get(t.Context(), "pcm-b", metav1.GetOptions{}); err == nil {
+	if _, err := client.BatchV1().Jobs("pcm").Get(t.Context(), d.jobName("b"), metav1.GetOptions{}); err == nil {
 		t.Error("a refused task created a job")
+	}
+	// Pods of another pcm agent on the same cluster are used capacity.
+	other := map[string]string{LabelManagedBy: "pcm", LabelInstance: "0000ff"}
+	if _, err := client.CoreV1().Pods("pcm").Create(t.Context(), pod("pcm", "theirs", "n2", corev1.PodRunning, other, "1", "1Gi"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if fp, err = d.Fingerprint(t.Context()); err != nil || fp.Total.CPUs != 3.25 {
+		t.Errorf("total with another agent's pod = %+v (%v), want 3.25 CPUs", fp.Total, err)
 	}
 }
 
@@ -392,7 +409,7 @@ func TestStopDeletesWithPropagation(t *testing.T) {
 		t.Fatalf("no job delete among %v", client.Actions())
 	}
 	opts := del.GetDeleteOptions()
-	if del.GetName() != "pcm-s" || opts.PropagationPolicy == nil || *opts.PropagationPolicy != metav1.DeletePropagationForeground ||
+	if del.GetName() != d.jobName("s") || opts.PropagationPolicy == nil || *opts.PropagationPolicy != metav1.DeletePropagationForeground ||
 		opts.GracePeriodSeconds == nil || *opts.GracePeriodSeconds != 3 {
 		t.Errorf("delete %s with %+v; want pcm-s, Foreground, grace 3", del.GetName(), opts)
 	}
@@ -426,20 +443,20 @@ func TestRecover(t *testing.T) {
 	}
 	// While no driver runs: "done" fails with exit 3, "gone" is deleted by
 	// someone else, "run" starts running.
-	job := getJob(t, client, "pcm", "pcm-done")
+	job := getJob(t, client, "pcm", d1.jobName("done"))
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
 	if _, err := client.BatchV1().Jobs("pcm").UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	failed := pod("pcm", "pcm-done-x", "n1", corev1.PodFailed, map[string]string{LabelTask: "pcm-done"}, "1", "64Mi")
+	failed := pod("pcm", "pcm-done-x", "n1", corev1.PodFailed, map[string]string{LabelTask: d1.jobName("done")}, "1", "64Mi")
 	failed.Status.ContainerStatuses = []corev1.ContainerStatus{{State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3}}}}
-	running := pod("pcm", "pcm-run-x", "n1", corev1.PodRunning, map[string]string{LabelTask: "pcm-run", LabelManagedBy: "pcm"}, "1", "64Mi")
+	running := pod("pcm", "pcm-run-x", "n1", corev1.PodRunning, map[string]string{LabelTask: d1.jobName("run"), LabelManagedBy: "pcm", LabelInstance: d1.instance}, "1", "64Mi")
 	for _, p := range []*corev1.Pod{failed, running} {
 		if _, err := client.CoreV1().Pods("pcm").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := client.BatchV1().Jobs("pcm").Delete(ctx, "pcm-gone", metav1.DeleteOptions{}); err != nil {
+	if err := client.BatchV1().Jobs("pcm").Delete(ctx, d1.jobName("gone"), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
