@@ -525,26 +525,22 @@ current-context: x
 }
 
 // TestConformance runs the shared suite against a real cluster named by
-// $KUBECONFIG (namespace $PCM_K8S_NAMESPACE or "default").
+// $KUBECONFIG (namespace $PCM_K8S_NAMESPACE or "default"); testnet/k8s-up.sh
+// starts one. With PCM_REQUIRE_KUBERNETES=1 a missing cluster fails.
 func TestConformance(t *testing.T) {
-	kubeconfig := os.Getenv("KUBECONFIG")
-	if kubeconfig == "" {
-		t.Skip("KUBECONFIG is not set: the kubernetes conformance suite needs a real cluster (unit tests above use client-go's fake clientset)")
-	}
-	ns := os.Getenv("PCM_K8S_NAMESPACE")
+	c := requireCluster(t)
 	drivertest.Run(t, drivertest.Harness{
 		New: func(t *testing.T, dir string) drivers.Driver {
-			d, err := New(Config{StateDir: dir, Kubeconfig: kubeconfig, Namespace: ns}, testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d
+			return c.driver(t, dir, func(cfg *Config) { cfg.MaxCPUs = c.maxNodeCPUs })
 		},
 		PrintExit: func(id, out string, code int) drivers.TaskSpec {
-			return drivers.TaskSpec{Command: []string{"/bin/sh", "-c", `printf '%s\n' "$1"; exit "$2"`, "sh", out, strconv.Itoa(code)}}
+			return drivers.TaskSpec{Command: []string{"/bin/sh", "-c", `printf '%s\n' "$1"; exit "$2"`, "sh", out, strconv.Itoa(code)},
+				Env: map[string]string{kwokExitCode: strconv.Itoa(code)}}
 		},
-		Sleep:        func(id string) drivers.TaskSpec { return drivers.TaskSpec{Command: []string{"sleep", "900"}} },
+		Sleep: func(id string) drivers.TaskSpec {
+			return drivers.TaskSpec{Command: []string{"sleep", "900"}, Env: map[string]string{kwokRunFor: "900s"}}
+		},
 		TimeoutScale: 6, // image pulls and pod start take seconds
-		Caps:         drivertest.Caps{Recover: true, Timeout: true, Stream: true},
+		Caps:         drivertest.Caps{Recover: true, Timeout: true, Stream: true, NoLogs: c.kwok},
 	})
 }
