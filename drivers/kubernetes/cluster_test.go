@@ -29,8 +29,9 @@ type testCluster struct {
 	kubeconfig, namespace string
 	// kwok: every usable node is simulated by kwok (no containers, no logs).
 	kwok bool
-	// maxNodeCPUs is the largest node's allocatable CPUs: one pod cannot
-	// span nodes, so the suite's "use every CPU" task is capped to it.
+	// maxNodeCPUs is the roomiest node's free CPUs (for this driver, when
+	// the test started): one pod cannot span nodes, so the suite's "use
+	// every CPU" task is capped to it.
 	maxNodeCPUs float64
 	nodes       []nodeRoom
 }
@@ -55,11 +56,13 @@ func requireCluster(t *testing.T) *testCluster {
 	for _, n := range nodes.Items {
 		if nodeReady(n) && !n.Spec.Unschedulable {
 			c.kwok = c.kwok && n.Annotations["kwok.x-k8s.io/node"] == "fake"
-			c.maxNodeCPUs = max(c.maxNodeCPUs, float64(n.Status.Allocatable.Cpu().MilliValue())/1000)
 		}
 	}
 	if _, c.nodes, err = d.cluster(t.Context()); err != nil || len(c.nodes) == 0 {
 		t.Fatalf("cluster in %s has no usable node (%v)", c.kubeconfig, err)
+	}
+	for _, n := range c.nodes {
+		c.maxNodeCPUs = max(c.maxNodeCPUs, n.resources().CPUs)
 	}
 	return c
 }
@@ -79,7 +82,8 @@ func (c *testCluster) driver(t *testing.T, dir string, edit func(*Config)) *Driv
 	return d
 }
 
-// waitFor polls cond until it holds or fails the test after d.
+// waitFor polls cond until it holds or fails the test after d. It does not
+// use t.Context, so it also works in t.Cleanup.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -87,11 +91,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not true after %s", what, d)
 		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+		time.Sleep(100 * time.Millisecond) // poll interval; the deadline above bounds the wait
 	}
 }
 
@@ -99,12 +99,13 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func gone(t *testing.T, d *Driver, id string, within time.Duration) {
 	t.Helper()
 	ns, name := d.cfg.Namespace, d.jobName(id)
+	ctx := context.Background() // also called from t.Cleanup
 	waitFor(t, within, "job "+name+" and its pods deleted", func() bool {
-		_, err := d.client.BatchV1().Jobs(ns).Get(t.Context(), name, metav1.GetOptions{})
+		_, err := d.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			return false
 		}
-		pods, err := d.client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: LabelTask + "=" + name})
+		pods, err := d.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelTask + "=" + name})
 		return err == nil && len(pods.Items) == 0
 	})
 }
@@ -183,7 +184,10 @@ func TestClusterUnschedulableFails(t *testing.T) {
 		if _, err := d.Start(t.Context(), run(id)); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = d.Stop(context.Background(), id, 0) })
+		t.Cleanup(func() {
+			_ = d.Stop(context.Background(), id, 0)
+			gone(t, d, id, time.Minute)
+		})
 	}
 	for i := range c.nodes {
 		id := fmt.Sprintf("filler-%d", i)

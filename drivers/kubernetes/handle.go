@@ -313,14 +313,26 @@ func (d *Driver) Status(ctx context.Context, id string) (drivers.Status, error) 
 	return t.status(), nil
 }
 
-// Wait polls every PollInterval until the task is final or ctx ends.
+// Wait polls every PollInterval until the task is final or ctx ends. API
+// errors (a restarting or overloaded API server) are logged and retried,
+// so a task does not fail because one request did.
 func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
 	tick := time.NewTicker(d.cfg.PollInterval.D())
 	defer tick.Stop()
+	failures := 0
 	for {
 		st, err := d.Status(ctx, id)
-		if err != nil || st.State.Final() {
+		switch {
+		case err == nil && st.State.Final():
+			return st, nil
+		case err == nil:
+			failures = 0
+		case errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrClosed) || ctx.Err() != nil:
 			return st, err
+		default:
+			if failures++; failures == 1 || failures%20 == 0 {
+				d.log.Warn("status of task failed; retrying", "task", id, "failures", failures, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
