@@ -14,9 +14,11 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -543,4 +545,65 @@ func TestConformance(t *testing.T) {
 		TimeoutScale: 6, // image pulls and pod start take seconds
 		Caps:         drivertest.Caps{Recover: true, Timeout: true, Stream: true, NoLogs: c.kwok},
 	})
+}
+
+// Refusals by the API server become errors that say what to do.
+func TestCreateErrors(t *testing.T) {
+	gr := schema.GroupResource{Group: "batch", Resource: "jobs"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+		msg  string
+	}{
+		{"quota", apierrors.NewForbidden(gr, "j", errors.New(`exceeded quota: q, requested: limits.cpu=1, used: limits.cpu=4, limited: limits.cpu=4`)), drivers.ErrCapacity, "quota of namespace pcm is used up"},
+		{"rbac", apierrors.NewForbidden(gr, "j", errors.New(`User "system:serviceaccount:pcm:x" cannot create resource "jobs"`)), nil, `grant the driver's account "create" on jobs.batch`},
+		{"namespace", apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "pcm"), drivers.ErrInvalidSpec, "namespace pcm does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, client := newFake(t, "")
+			client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.err })
+			_, err := d.Start(t.Context(), drivers.TaskSpec{ID: "refused", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.5}})
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("start: %v; want %v containing %q", err, tc.want, tc.msg)
+			}
+			if _, err := d.Status(t.Context(), "refused"); !errors.Is(err, drivers.ErrNotFound) {
+				t.Errorf("a refused task was recorded: %v", err)
+			}
+		})
+	}
+}
+
+// A pod the scheduler has found no node for since longer than
+// UnschedulableTimeout fails its task with the scheduler's reason, and the
+// Job is deleted; a younger one stays pending.
+func TestUnschedulableTimeout(t *testing.T) {
+	d, client := newFake(t, "")
+	d.cfg.UnschedulableTimeout = drivers.Duration(time.Minute)
+	ctx := t.Context()
+	for _, id := range []string{"young", "old"} {
+		if _, err := d.Start(ctx, drivers.TaskSpec{ID: id, Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.5, MemoryMB: 64}}); err != nil {
+			t.Fatal(err)
+		}
+		p := pod("pcm", d.jobName(id)+"-x", "", corev1.PodPending, map[string]string{LabelTask: d.jobName(id)}, "500m", "64Mi")
+		since := time.Now().Add(-10 * time.Second)
+		if id == "old" {
+			since = time.Now().Add(-2 * time.Minute)
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+			Message: "0/1 nodes are available: 1 Insufficient cpu.", LastTransitionTime: metav1.NewTime(since)}}
+		if _, err := client.CoreV1().Pods("pcm").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := d.Status(ctx, "young"); err != nil || st.State != drivers.StatePending || !strings.Contains(st.Message, "Insufficient cpu") {
+		t.Errorf("young unschedulable task: %+v %v, want pending with the reason", st, err)
+	}
+	st, err := d.Status(ctx, "old")
+	if err != nil || st.State != drivers.StateFailed || !strings.Contains(st.Message, "unschedulable") || !strings.Contains(st.Message, "Insufficient cpu") {
+		t.Errorf("old unschedulable task: %+v %v, want failed naming the reason", st, err)
+	}
+	if _, err := client.BatchV1().Jobs("pcm").Get(ctx, d.jobName("old"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("job of the failed unschedulable task: %v, want deleted", err)
+	}
 }
