@@ -196,6 +196,11 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rc.QPS == 0 {
+		// client-go's default (5/s, bursts of 10) starves Wait and Status
+		// of a few dozen tasks polled every poll_interval.
+		rc.QPS, rc.Burst = 50, 100
+	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: build client: %w", err)
