@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -533,7 +534,14 @@ func TestConformance(t *testing.T) {
 	c := requireCluster(t)
 	drivertest.Run(t, drivertest.Harness{
 		New: func(t *testing.T, dir string) drivers.Driver {
-			return c.driver(t, dir, func(cfg *Config) { cfg.MaxCPUs = c.maxNodeCPUs })
+			// Caps below what the cluster has free keep Total steady while
+			// other tests' pods come and go on the same cluster (go test
+			// runs packages in parallel), and let the suite's "every CPU"
+			// task fit on one node (a pod cannot span nodes).
+			return c.driver(t, dir, func(cfg *Config) {
+				cfg.MaxCPUs = math.Max(1, math.Floor(c.maxNodeCPUs)-1)
+				cfg.MaxMemoryMB = 4096
+			})
 		},
 		PrintExit: func(id, out string, code int) drivers.TaskSpec {
 			return drivers.TaskSpec{Command: []string{"/bin/sh", "-c", `printf '%s\n' "$1"; exit "$2"`, "sh", out, strconv.Itoa(code)},
