@@ -123,14 +123,7 @@ func TestKubernetesTaskThroughMesh(t *testing.T) {
 	if jobs, _ := pcmJobs(t, client, ns, tk.ID); jobs != 1 {
 		t.Errorf("%d jobs on the API server for task %s, want 1", jobs, tk.ID)
 	}
-	recs, err := broker.Ledger().Entries(t.Context(), consensus.Filter{Task: tk.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]int{}
-	for _, r := range recs {
-		kinds[r.Type]++
-	}
+	kinds := ledgerKinds(t, broker, tk.ID)
 	if kinds[consensus.TypeAgreement] != 1 || kinds[consensus.TypeSettlement] != 1 || kinds[consensus.TypeTaskEvent] != 2 {
 		t.Errorf("ledger records for the task: %v, want 1 agreement, 2 task events, 1 settlement", kinds)
 	}
