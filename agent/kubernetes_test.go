@@ -10,6 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pcm-mesh/pcm/agent"
 	"github.com/pcm-mesh/pcm/consensus"
@@ -31,8 +32,13 @@ func kubeMesh(t *testing.T) (*testnet.Mesh, k8s.Interface, string) {
 		}
 		t.Skip("KUBECONFIG is not set: this test needs a real Kubernetes cluster (testnet/k8s-up.sh starts one)")
 	}
-	if ns == "" {
-		ns = "default"
+	if ns == "" { // the driver's default too
+		var err error
+		ns, _, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, nil).Namespace()
+		if err != nil {
+			t.Fatalf("kubeconfig %s: %v", kubeconfig, err)
+		}
 	}
 	cfg := kubernetes.Config{Kubeconfig: kubeconfig, Namespace: ns, PollInterval: drivers.Duration(200 * time.Millisecond)}
 	rc, err := cfg.RESTConfig()

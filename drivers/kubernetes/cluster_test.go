@@ -37,7 +37,8 @@ type testCluster struct {
 }
 
 // requireCluster skips (or fails, with PCM_REQUIRE_KUBERNETES=1) when
-// $KUBECONFIG names no cluster, and reads the cluster's nodes.
+// $KUBECONFIG names no cluster, and reads the cluster's nodes. The
+// namespace is $PCM_K8S_NAMESPACE, else the kubeconfig context's.
 func requireCluster(t *testing.T) *testCluster {
 	t.Helper()
 	c := &testCluster{kubeconfig: os.Getenv("KUBECONFIG"), namespace: os.Getenv("PCM_K8S_NAMESPACE")}

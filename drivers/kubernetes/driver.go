@@ -44,7 +44,8 @@ type Config struct {
 	// Context selects a kubeconfig context; empty means the current one.
 	Context string `json:"context,omitempty"`
 	// Namespace is where Jobs are created unless a task's options.namespace
-	// says otherwise. Default "default".
+	// says otherwise. Default: the kubeconfig context's namespace, else
+	// "default".
 	Namespace string `json:"namespace,omitempty"`
 	// DefaultImage runs command and script tasks. Default "busybox:1.36".
 	DefaultImage string `json:"default_image,omitempty"`
@@ -138,14 +139,18 @@ func (c Config) RESTConfig() (*rest.Config, error) {
 		}
 		return rc, nil
 	}
-	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Kubeconfig},
-		&clientcmd.ConfigOverrides{CurrentContext: c.Context},
-	).ClientConfig()
+	rc, err := c.clientConfig().ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: load kubeconfig %s: %w", c.Kubeconfig, err)
 	}
 	return rc, nil
+}
+
+func (c Config) clientConfig() clientcmd.ClientConfig {
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: c.Context},
+	)
 }
 
 // FromConfig builds a driver from its JSON config (the agent's registry
@@ -188,6 +193,13 @@ type Driver struct {
 // New checks cfg, loads the client configuration and returns a driver. It
 // makes no API call.
 func New(cfg Config, logger *slog.Logger) (*Driver, error) {
+	if cfg.Namespace == "" && cfg.Kubeconfig != "" {
+		ns, _, err := cfg.clientConfig().Namespace()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes: load kubeconfig %s: %w", cfg.Kubeconfig, err)
+		}
+		cfg.Namespace = ns
+	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -520,6 +520,10 @@ current-context: x
 			}
 		})
 	}
+	d, err := FromConfig([]byte(`{"kubeconfig":"`+kubeconfig+`"}`), t.TempDir(), nil)
+	if err != nil || d.(*Driver).cfg.Namespace != "ns" {
+		t.Errorf("no namespace set: %v; want the context's namespace \"ns\"", err)
+	}
 	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
 		if _, err := FromConfig(nil, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "set kubeconfig") {
 			t.Errorf("no kubeconfig outside a cluster: %v", err)
@@ -528,7 +532,7 @@ current-context: x
 }
 
 // TestConformance runs the shared suite against a real cluster named by
-// $KUBECONFIG (namespace $PCM_K8S_NAMESPACE or "default"); testnet/k8s-up.sh
+// $KUBECONFIG (namespace $PCM_K8S_NAMESPACE, else the context's); testnet/k8s-up.sh
 // starts one. With PCM_REQUIRE_KUBERNETES=1 a missing cluster fails.
 func TestConformance(t *testing.T) {
 	c := requireCluster(t)
