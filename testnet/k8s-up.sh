@@ -54,9 +54,10 @@ for c in openssl curl jq; do
 done
 
 # 2. Binaries (cached).
-mapfile -t dirs < <(bash "$here/k8s-build.sh")
-bin="${dirs[0]}"
-kwok_dir="${dirs[1]}"
+built="$(bash "$here/k8s-build.sh")" || die "building the binaries failed (testnet/k8s-build.sh)"
+bin="$(sed -n 1p <<<"$built")"
+kwok_dir="$(sed -n 2p <<<"$built")"
+[[ -x $bin/kube-apiserver && -x $kwok_dir/kwok ]] || die "testnet/k8s-build.sh gave no binaries ($built)"
 
 mkdir -p "$state"/{logs,run,pki}
 state="$(cd "$state" && pwd)"
