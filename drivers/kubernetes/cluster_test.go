@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,4 +209,55 @@ func TestClusterUnschedulableFails(t *testing.T) {
 		t.Fatalf("unschedulable task: %+v %v, want failed naming the scheduler's reason", st, err)
 	}
 	gone(t, d, spec.ID, time.Minute)
+}
+
+// BenchmarkClusterRoundTrip starts b.N tasks of 0.1 CPU on the real
+// cluster (8 at a time) and waits for each to succeed: Job created,
+// scheduled, run by the node (1 s under kwok), completed by the Job
+// controller, seen by the driver. Reports tasks per second and the mean
+// time from Start to succeeded.
+//
+//	bash testnet/k8s-up.sh && source testnet/.data/k8s/env
+//	go test ./drivers/kubernetes -run '^$' -bench ClusterRoundTrip -benchtime 40x
+func BenchmarkClusterRoundTrip(b *testing.B) {
+	kubeconfig := os.Getenv("KUBECONFIG")
+	if kubeconfig == "" {
+		b.Skip("KUBECONFIG is not set: start a cluster with testnet/k8s-up.sh")
+	}
+	d, err := New(Config{StateDir: b.TempDir(), Kubeconfig: kubeconfig, Namespace: os.Getenv("PCM_K8S_NAMESPACE")}, nil) // default poll_interval (500ms)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var total time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			id := fmt.Sprintf("bench-%d", i)
+			t0 := time.Now()
+			spec := drivers.TaskSpec{ID: id, Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.1, MemoryMB: 32}}
+			if _, err := d.Start(b.Context(), spec); err != nil {
+				b.Error(err)
+				return
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
+			defer cancel()
+			if st, err := d.Wait(ctx, id); err != nil || st.State != drivers.StateSucceeded {
+				b.Errorf("task %s: %+v %v", id, st, err)
+				return
+			}
+			mu.Lock()
+			total += time.Since(t0)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/task-latency")
 }
