@@ -41,17 +41,17 @@ die() {
 }
 t0=$SECONDS
 
-# 1. etcd from Debian.
-if ! command -v etcd >/dev/null; then
-	[[ $(id -u) -eq 0 ]] || die "etcd is not installed; run as root (apt-get install etcd-server) or install it"
-	log "installing etcd-server (apt-get)"
+# 1. etcd from Debian, and the tools this script uses.
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+for c in openssl curl jq; do command -v "$c" >/dev/null || need+=("$c"); done
+if ((${#need[@]} > 0)); then
+	[[ $(id -u) -eq 0 ]] || die "missing ${need[*]}; run as root or apt-get install ${need[*]}"
+	log "installing ${need[*]} (apt-get)"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq etcd-server >/dev/null
+	apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-for c in openssl curl jq; do
-	command -v "$c" >/dev/null || die "$c is required (Debian: apt-get install $c)"
-done
 
 # 2. Binaries (cached).
 built="$(bash "$here/k8s-build.sh")" || die "building the binaries failed (testnet/k8s-build.sh)"
