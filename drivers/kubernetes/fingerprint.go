@@ -184,13 +184,14 @@ func (d *Driver) reserved() drivers.Resources {
 	return r
 }
 
-// refreshUnfinished asks the API server about every unfinished task, so
+// refreshUnfinished asks the API server about every unfinished task not
+// read within the last poll interval (Wait reads them that often), so
 // capacity held by tasks that ended is released.
 func (d *Driver) refreshUnfinished(ctx context.Context) error {
 	d.mu.Lock()
 	var ts []*task
 	for _, t := range d.tasks {
-		if !t.status().State.Final() {
+		if !t.status().State.Final() && !t.fresh(d.cfg.PollInterval.D()) {
 			ts = append(ts, t)
 		}
 	}

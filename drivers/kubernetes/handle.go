@@ -89,6 +89,15 @@ type task struct {
 	mu  sync.Mutex
 	rec *record
 	st  drivers.Status
+	// seen is when st was last read from the API server.
+	seen time.Time
+}
+
+// fresh reports whether st was read from the API server within d.
+func (t *task) fresh(d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return time.Since(t.seen) < d
 }
 
 func newTask(d *Driver, rec *record) *task {
@@ -175,7 +184,7 @@ func (t *task) refresh(ctx context.Context) error {
 		return nil
 	}
 	prev := t.st.State
-	t.st = next
+	t.st, t.seen = next, time.Now()
 	var saveErr error
 	if next.State.Final() {
 		final := next
