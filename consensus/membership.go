@@ -215,11 +215,11 @@ func (l *Ledger) monitor(obs chan raft.Observation) {
 			switch d := o.Data.(type) {
 			case raft.FailedHeartbeatObservation:
 				if _, ok := failing[d.PeerID]; !ok {
-					since := d.LastContact
-					if since.IsZero() {
-						since = time.Now()
-					}
-					failing[d.PeerID] = since
+					// From the first failure seen, not raft's LastContact:
+					// for a replica removed and added again, LastContact is
+					// its contact before the removal, and it was removed
+					// again at once ("rejoined, then fell out again").
+					failing[d.PeerID] = time.Now()
 				}
 			case raft.ResumedHeartbeatObservation:
 				delete(failing, d.PeerID)

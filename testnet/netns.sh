@@ -25,6 +25,13 @@ namespaces are not permitted it prints SKIP and exits 0.
 options:
   --delay D     netem delay per interface, e.g. 20ms (default none)
   --loss P      netem loss per interface, e.g. 1% (default none)
+  --partition S after the task, cut the ledger leader's interface for S
+                seconds (past voter_timeout, 30 s, the majority removes
+                it) while 5 tasks are submitted to it, then heal; checks
+                that nothing of the cut-off broker committed meanwhile,
+                that within 30 s of the heal every agent is back on one
+                head (the old leader rejoins by itself), and that the
+                cut-off broker's tasks finish
   --keep        leave the namespaces and agents running; clean up later
                 with: testnet/netns.sh --cleanup
   --cleanup     remove what a --keep run left and exit
@@ -34,6 +41,7 @@ EOF
 }
 
 n=3
+partition=0
 delay=""
 loss=""
 keep=0
@@ -51,6 +59,10 @@ while (($#)); do
 		;;
 	--loss)
 		loss=${2:?}
+		shift
+		;;
+	--partition)
+		partition=${2:?}
 		shift
 		;;
 	--keep) keep=1 ;;
@@ -255,6 +267,64 @@ if ((rc)); then
 	echo "FAIL: the task did not succeed on a$n"
 	exit 1
 fi
+if ((partition > 0)); then
+	leader=$(ncurl 1 /v1/ledger/members | jq -r .leader)
+	L=0
+	for ((i = 1; i <= n; i++)); do [[ ${ids[i]} == "$leader" ]] && L=$i; done
+	((L > 0)) || tn_die "no ledger leader to cut off"
+	M=$((L % n + 1)) # an agent of the majority
+	echo "[partition] cutting the ledger leader a$L off for ${partition}s (eth0 down in its namespace)"
+	nsx "$PREFIX-a$L" ip link set eth0 down
+	printf '%s\n' 'name: cut-off' 'resources: {cpu: 100m, memory: 32Mi}' 'driver: local' \
+		"command: [sh, -c, 'sleep 1; echo done']" 'deadline: 10m' 'retries: 2' >"$TN_DIR/task-cut.yaml"
+	cut_ids=()
+	for _ in 1 2 3 4 5; do
+		cut_ids+=("$(pcm "$L" -o json submit "$TN_DIR/task-cut.yaml" | jq -r .id)")
+	done
+	sleep "$partition"
+	for id in "${cut_ids[@]}"; do
+		if [[ $(ncurl "$M" "/v1/ledger/entries?task=$id&type=agreement" | jq length) != 0 ]]; then
+			echo "FAIL: task $id of the cut-off broker got an agreement on the majority side"
+			rc=1
+		fi
+	done
+	echo "[partition] majority: $(ncurl "$M" /v1/ledger/members | jq -c '{leader, voters}'); cut-off a$L: $(ncurl "$L" /v1/status | jq -c .ledger)"
+	nsx "$PREFIX-a$L" ip link set eth0 up
+	healed=$SECONDS
+	back=0
+	for _ in {1..120}; do
+		heads=()
+		healthy=1
+		for ((i = 1; i <= n; i++)); do
+			st=$(ncurl "$i" /v1/status) || st='{}'
+			heads+=("$(jq -r '.ledger.index' <<<"$st")")
+			[[ $(jq -r '.ledger.healthy' <<<"$st") == true ]] || healthy=0
+		done
+		if ((healthy)) && [[ $(printf '%s\n' "${heads[@]}" | sort -u | wc -l) == 1 ]]; then
+			back=1
+			break
+		fi
+		sleep 0.5
+	done
+	took=$((SECONDS - healed))
+	echo "[partition] every agent on one head (${heads[*]}) ${took}s after the heal: $( ((back)) && echo yes || echo NO)"
+	((back && took <= 30)) || rc=1
+	for id in "${cut_ids[@]}"; do
+		for _ in {1..240}; do
+			st=$(ncurl "$L" "/v1/tasks/$id" | jq -r .state) || st=""
+			case $st in succeeded | failed | cancelled | expired) break ;; esac
+			sleep 0.5
+		done
+		echo "[partition] cut-off broker's task $id: $st"
+		[[ $st == succeeded ]] || rc=1
+	done
+	if ((rc)); then
+		echo "FAIL: the mesh did not heal as it should"
+		exit 1
+	fi
+	echo "PASS: the cut-off leader rejoined within ${took}s and its tasks finished"
+fi
+
 echo "PASS: task placed by a1 on a$n across network namespaces"
 if ((keep)); then
 	echo "kept running; talk to an agent with: ip netns exec $PREFIX-a1 $PCM_BIN --api $(api) status"
