@@ -244,9 +244,18 @@ func (l *Ledger) reconcile(failing map[raft.ServerID]time.Time) {
 	}
 	servers := f.Configuration().Servers
 	voters := 0
+	inConf := map[raft.ServerID]bool{}
 	for _, s := range servers {
+		inConf[s.ID] = true
 		if s.Suffrage == raft.Voter {
 			voters++
+		}
+	}
+	// A failure seen after a server's removal must not count against it
+	// when it is added again (it was removed again at once).
+	for id := range failing {
+		if !inConf[id] {
+			delete(failing, id)
 		}
 	}
 	for _, s := range servers {
