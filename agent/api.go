@@ -66,6 +66,7 @@ type Status struct {
 	Providers     int                 `json:"providers"`
 	Drivers       []string            `json:"drivers"`
 	Validator     mesh.ValidatorStats `json:"validator"`
+	NAT           mesh.NATStatus      `json:"nat"`
 	Ledger        any                 `json:"ledger,omitempty"`
 }
 
@@ -80,6 +81,7 @@ func (a *Agent) Status() Status {
 		Providers:     a.node.Table().Len(),
 		Drivers:       a.driverNames(),
 		Validator:     a.node.ValidatorStats(),
+		NAT:           a.node.NAT(),
 	}
 }
 

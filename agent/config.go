@@ -34,6 +34,7 @@ type Config struct {
 	Prices     map[string]float64 `yaml:"prices"`
 	Frameworks []string           `yaml:"frameworks"`
 	Ledger     LedgerConfig       `yaml:"ledger"`
+	NAT        NATConfig          `yaml:"nat"`
 	LogLevel   string             `yaml:"log_level"`
 	// DisableDHT is for large in-process test meshes.
 	DisableDHT bool `yaml:"-"`

@@ -19,10 +19,12 @@ import (
 )
 
 // newHost builds the libp2p host: TCP and QUIC (TCP only with a swarm
-// key), Noise and TLS, yamux, a resource manager with explicit limits and a
-// connection manager. Extra options come last (tests use them to swap the
-// network).
-func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error) {
+// key), Noise and TLS, yamux, a resource manager with explicit limits, a
+// connection manager and the circuit relay v2 transport (dialing through
+// relays and accepting relayed connections). addrs adds to the addresses
+// the host announces (relay addresses). Extra options come last (tests
+// use them to swap the network).
+func newHost(id *Identity, cfg Config, addrs func([]ma.Multiaddr) []ma.Multiaddr, extra ...libp2p.Option) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	scaled := limits.Scale(cfg.MaxMemoryMB<<20, cfg.MaxFDs)
@@ -34,26 +36,24 @@ func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	listen := cfg.Listen
 	opts := []libp2p.Option{
 		libp2p.Identity(id.PrivKey()),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.EnableRelay(),
 	}
+	if addrs != nil {
+		opts = append(opts, libp2p.AddrsFactory(addrs))
+	}
+	tr, err := transportOptions(cfg)
+	if err != nil {
+		rm.Close()
+		return nil, err
+	}
+	opts = append(opts, tr...)
+	listen := cfg.Listen
 	if len(cfg.SwarmKey) > 0 {
-		psk, err := pnet.DecodeV1PSK(bytes.NewReader(cfg.SwarmKey))
-		if err != nil {
-			return nil, fmt.Errorf("swarm key: %w (expected /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits)", err)
-		}
-		opts = append(opts, libp2p.PrivateNetwork(psk))
 		listen = tcpOnly(listen)
-	} else {
-		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
 	opts = append(opts, libp2p.ListenAddrStrings(listen...))
 	opts = append(opts, extra...)
@@ -63,6 +63,25 @@ func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error
 		return nil, fmt.Errorf("start libp2p host on %v: %w", listen, err)
 	}
 	return h, nil
+}
+
+// transportOptions are the transports, security and muxer every host of
+// this node uses (the mesh host and the AutoNAT dial-back host).
+func transportOptions(cfg Config) ([]libp2p.Option, error) {
+	opts := []libp2p.Option{
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Transport(tcp.NewTCPTransport),
+	}
+	if len(cfg.SwarmKey) > 0 {
+		psk, err := pnet.DecodeV1PSK(bytes.NewReader(cfg.SwarmKey))
+		if err != nil {
+			return nil, fmt.Errorf("swarm key: %w (expected /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits)", err)
+		}
+		return append(opts, libp2p.PrivateNetwork(psk)), nil
+	}
+	return append(opts, libp2p.Transport(quic.NewTransport)), nil
 }
 
 // tcpOnly drops non-TCP listen addresses (a private network cannot use QUIC).

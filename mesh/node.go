@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type Node struct {
 	topic     *pubsub.Topic
 	validator *Validator
 	table     *Table
+	nat       *nat
 
 	mu       sync.Mutex
 	source   func() Advert
@@ -71,6 +73,13 @@ func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, err
 		kick:     make(chan struct{}, 1),
 	}
 	n.validator = NewValidator(cfg.MaxClockSkew, nil, n.log)
+	var relays []peer.AddrInfo
+	for _, a := range append(slices.Clone(cfg.NAT.Relays), cfg.Bootstrap...) {
+		if ai, err := ParseAddrInfo(a); err == nil && ai.ID.String() != id.ID() {
+			relays = append(relays, ai)
+		}
+	}
+	n.nat = newNAT(cfg.NAT, relays, n.log.With("component", "nat"), n.Republish)
 	for _, o := range opts {
 		o(n)
 	}
@@ -81,7 +90,7 @@ func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, err
 // peers and begins advertising (once SetAdvertSource has been called).
 func (n *Node) Start(ctx context.Context) error {
 	if n.host == nil {
-		h, err := newHost(n.id, n.cfg)
+		h, err := newHost(n.id, n.cfg, n.nat.addrs)
 		if err != nil {
 			return err
 		}
@@ -89,6 +98,17 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	if !n.given {
+		// A supplied host (mocknet) has no transports to traverse NAT with.
+		tr, err := transportOptions(n.cfg)
+		if err == nil {
+			err = n.nat.start(n.host, n.table, tr)
+		}
+		if err != nil {
+			n.Close()
+			return fmt.Errorf("nat traversal: %w", err)
+		}
+	}
 	if err := n.startRouting(); err != nil {
 		n.Close()
 		return err
@@ -351,17 +371,25 @@ func (n *Node) ensureAddrs(ctx context.Context, id string) (peer.ID, error) {
 	return pid, nil
 }
 
-// NewStream opens a stream of protocol p to peer id.
+// NewStream opens a stream of protocol p to peer id. It may use a relayed
+// connection, even a limited one (see nat.go): with no direct connection
+// yet, the relay is the only way to a peer behind NAT.
 func (n *Node) NewStream(ctx context.Context, id string, p protocol.ID) (network.Stream, error) {
 	pid, err := n.ensureAddrs(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.host.NewStream(ctx, pid, p)
+	s, err := n.host.NewStream(AllowRelayed(ctx), pid, p)
 	if err != nil {
 		return nil, fmt.Errorf("open %s to %s: %w", p, id, err)
 	}
 	return s, nil
+}
+
+// AllowRelayed lets streams opened with ctx use relayed connections that
+// the relay limits (libp2p refuses them otherwise).
+func AllowRelayed(ctx context.Context) context.Context {
+	return network.WithAllowLimitedConn(ctx, "pcm")
 }
 
 // Handle serves inbound streams of protocol p.
@@ -383,6 +411,7 @@ func (n *Node) Close() error {
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
 		}
+		errs = append(errs, n.nat.close())
 		if n.host != nil && !n.given {
 			errs = append(errs, n.host.Close())
 		}

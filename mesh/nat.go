@@ -1,0 +1,666 @@
+package mesh
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/autonatv2"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// nat runs everything an agent needs behind NAT, and what a public agent
+// offers those behind one:
+//
+//   - reachability: AutoNAT v2 asks connected peers to dial this agent back
+//     on each of its addresses (and serves such requests for others, with
+//     a separate dial-back identity);
+//   - relay service: while public, the agent is a circuit relay v2;
+//   - reservations: while not public, the agent keeps NumRelays relay
+//     reservations and announces the /p2p-circuit addresses they give;
+//   - hole punching: DCUtR on every relayed connection (libp2p tries once
+//     when it arrives; nat retries every holePunchRetry while a peer is
+//     reachable only through a relay).
+//
+// pcm runs these itself instead of libp2p's AutoRelay and built-in
+// AutoNAT/hole punching wiring because those drop every non-public address
+// (relay addresses, observed addresses, dial-back candidates): they cannot
+// work where the "internet" is private, as on a campus WAN or in the
+// network namespaces of testnet/nat.sh. NATConfig.AllowPrivateAddrs lifts
+// that filter; without it the behaviour is libp2p's.
+type nat struct {
+	cfg       NATConfig
+	static    []peer.AddrInfo
+	log       *slog.Logger
+	republish func()
+
+	h      host.Host
+	table  *Table
+	dialer host.Host
+	an     *autonatv2.AutoNAT
+	hps    *holepunch.Service
+
+	reach atomic.Value // string
+
+	mu       sync.Mutex
+	relay    *relayv2.Relay
+	rsvps    map[peer.ID]*client.Reservation
+	backoff  map[peer.ID]time.Time
+	circuits []ma.Multiaddr
+	observed map[peer.ID]ma.Multiaddr
+	history  map[peer.ID]*connHistory
+	punched  map[peer.ID]time.Time
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// connHistory remembers how a peer was first reached.
+type connHistory struct {
+	relayedAt time.Time // first relayed connection, before any direct one
+	directAt  time.Time // first direct connection after relayedAt
+	direct    bool      // a direct connection was ever seen
+}
+
+const (
+	reserveBackoff = 15 * time.Second
+	holePunchRetry = 15 * time.Second
+	maintainEvery  = 2 * time.Second
+	probeTimeout   = 20 * time.Second
+)
+
+func newNAT(cfg NATConfig, static []peer.AddrInfo, log *slog.Logger, republish func()) *nat {
+	m := &nat{
+		cfg: cfg, static: static, log: log, republish: republish,
+		rsvps:    map[peer.ID]*client.Reservation{},
+		backoff:  map[peer.ID]time.Time{},
+		observed: map[peer.ID]ma.Multiaddr{},
+		history:  map[peer.ID]*connHistory{},
+		punched:  map[peer.ID]time.Time{},
+		kick:     make(chan struct{}, 1),
+	}
+	switch cfg.Reachability {
+	case ReachabilityPublic, ReachabilityPrivate:
+		m.reach.Store(cfg.Reachability)
+	default:
+		m.reach.Store(ReachabilityUnknown)
+	}
+	return m
+}
+
+// addrs is the host's AddrsFactory: its own addresses plus the relay
+// addresses of the reservations it holds.
+func (m *nat) addrs(in []ma.Multiaddr) []ma.Multiaddr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append(slices.Clone(in), m.circuits...)
+}
+
+// start brings up AutoNAT v2 (client and server), hole punching and the
+// loops. keyOpts are the transport options of the mesh host.
+func (m *nat) start(h host.Host, table *Table, transport []libp2p.Option) error {
+	m.h, m.table = h, table
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("autonat dial-back identity: %w", err)
+	}
+	dialer, err := libp2p.New(append(slices.Clone(transport),
+		libp2p.Identity(sk), libp2p.NoListenAddrs, libp2p.DisableRelay(), libp2p.DisableMetrics())...)
+	if err != nil {
+		return fmt.Errorf("autonat dial-back host: %w", err)
+	}
+	m.dialer = dialer
+	anOpts := []autonatv2.AutoNATOption{autonatv2.WithServerRateLimit(120, 30, 30, 4)}
+	if m.cfg.AllowPrivateAddrs {
+		anOpts = append(anOpts, autonatv2.AllowPrivateAddrs)
+	}
+	an, err := autonatv2.New(dialer, anOpts...)
+	if err != nil {
+		return fmt.Errorf("autonat v2: %w", err)
+	}
+	if err := an.Start(h); err != nil {
+		return fmt.Errorf("start autonat v2: %w", err)
+	}
+	m.an = an
+	if !m.cfg.DisableHolePunching {
+		idh, ok := h.(interface{ IDService() identify.IDService })
+		if !ok {
+			return errors.New("hole punching needs a libp2p basic host (with identify)")
+		}
+		var opts []holepunch.Option
+		if m.cfg.AllowPrivateAddrs {
+			opts = append(opts, holepunch.WithAddrFilter(passAll{}))
+		}
+		hps, err := holepunch.NewService(h, idh.IDService(), m.holePunchAddrs, opts...)
+		if err != nil {
+			return fmt.Errorf("hole punching: %w", err)
+		}
+		m.hps = hps
+	}
+	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		return fmt.Errorf("watch identify: %w", err)
+	}
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: m.connected, DisconnectedF: m.disconnected})
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.goLoop(func() { m.watchIdentify(ctx, sub) })
+	m.goLoop(func() { m.probeLoop(ctx) })
+	m.goLoop(func() { m.maintainLoop(ctx) })
+	m.log.Info("nat traversal started", "reachability", m.reachability(), "allow_private_addrs", m.cfg.AllowPrivateAddrs,
+		"relay_service", !m.cfg.DisableRelayService, "hole_punching", !m.cfg.DisableHolePunching)
+	return nil
+}
+
+func (m *nat) goLoop(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+// close stops the loops, the relay service, hole punching and AutoNAT.
+func (m *nat) close() error {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	var errs []error
+	m.mu.Lock()
+	if m.relay != nil {
+		errs = append(errs, m.relay.Close())
+		m.relay = nil
+	}
+	m.mu.Unlock()
+	if m.hps != nil {
+		errs = append(errs, m.hps.Close())
+	}
+	if m.an != nil {
+		m.an.Close()
+	}
+	if m.dialer != nil {
+		errs = append(errs, m.dialer.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (m *nat) reachability() string { return m.reach.Load().(string) }
+
+func (m *nat) poke() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// allowed reports whether a is an address a remote peer could dial.
+func (m *nat) allowed(a ma.Multiaddr) bool {
+	if isCircuit(a) || manet.IsIPLoopback(a) || manet.IsIPUnspecified(a) {
+		return false
+	}
+	return manet.IsPublicAddr(a) || m.cfg.AllowPrivateAddrs && manet.IsPrivateAddr(a)
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// ownAddrs are this agent's candidate direct addresses: what it listens on
+// and what peers observed, dialable ones only.
+func (m *nat) ownAddrs() []ma.Multiaddr {
+	out := slices.Clone(m.h.Network().ListenAddresses())
+	if ifaces, err := m.h.Network().InterfaceListenAddresses(); err == nil {
+		out = append(out, ifaces...)
+	}
+	m.mu.Lock()
+	for _, a := range m.observed {
+		out = append(out, a)
+	}
+	m.mu.Unlock()
+	out = slices.DeleteFunc(ma.Unique(out), func(a ma.Multiaddr) bool { return !m.allowed(a) })
+	return out
+}
+
+// holePunchAddrs feeds DCUtR; it must return nothing until this agent has
+// an address worth telling a peer.
+func (m *nat) holePunchAddrs() []ma.Multiaddr { return m.ownAddrs() }
+
+type passAll struct{}
+
+func (passAll) FilterLocal(_ peer.ID, a []ma.Multiaddr) []ma.Multiaddr  { return a }
+func (passAll) FilterRemote(_ peer.ID, a []ma.Multiaddr) []ma.Multiaddr { return a }
+
+func (m *nat) watchIdentify(ctx context.Context, sub event.Subscription) {
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			ev := e.(event.EvtPeerIdentificationCompleted)
+			if ev.ObservedAddr != nil && ev.Conn != nil && !isCircuit(ev.Conn.RemoteMultiaddr()) && m.allowed(ev.ObservedAddr) {
+				m.mu.Lock()
+				m.observed[ev.Peer] = ev.ObservedAddr
+				m.mu.Unlock()
+			}
+			m.poke()
+		}
+	}
+}
+
+func (m *nat) connected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.history[p]
+	if h == nil {
+		h = &connHistory{}
+		m.history[p] = h
+	}
+	switch {
+	case isCircuit(c.RemoteMultiaddr()):
+		if !h.direct && h.relayedAt.IsZero() {
+			h.relayedAt = now
+		}
+	default:
+		if !h.direct && !h.relayedAt.IsZero() {
+			h.directAt = now
+			m.log.Info("direct connection replaces relay", "peer", p, "after", now.Sub(h.relayedAt).Round(time.Millisecond),
+				"addr", c.RemoteMultiaddr())
+		}
+		h.direct = true
+	}
+}
+
+func (m *nat) disconnected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	go func() {
+		if m.h.Network().Connectedness(p) == network.Connected {
+			return
+		}
+		m.mu.Lock()
+		delete(m.history, p)
+		delete(m.observed, p)
+		delete(m.punched, p)
+		m.mu.Unlock()
+		m.poke()
+	}()
+}
+
+// probeLoop asks peers to dial this agent back (AutoNAT v2): every 2s
+// while the answer is unknown, then every ProbeInterval.
+func (m *nat) probeLoop(ctx context.Context) {
+	if m.cfg.Reachability != "auto" {
+		return
+	}
+	for {
+		wait := m.cfg.ProbeInterval
+		if m.reachability() == ReachabilityUnknown {
+			wait = maintainEvery
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		m.probe(ctx)
+	}
+}
+
+// probe checks up to four of this agent's addresses in parallel; it is
+// public when a peer dialled any of them back, private when peers tried
+// and none worked, and unchanged when nobody could answer.
+func (m *nat) probe(ctx context.Context) {
+	addrs := m.ownAddrs()
+	if len(addrs) > 4 {
+		addrs = addrs[:4]
+	}
+	var mu sync.Mutex
+	var public, private int
+	var wg sync.WaitGroup
+	for _, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			res, err := m.an.GetReachability(pctx, []autonatv2.Request{{Addr: a, SendDialData: true}})
+			if err != nil || res.AllAddrsRefused {
+				m.log.Debug("reachability probe unanswered", "addr", a, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch res.Reachability {
+			case network.ReachabilityPublic:
+				public++
+			case network.ReachabilityPrivate:
+				private++
+			}
+		}()
+	}
+	wg.Wait()
+	next := m.reachability()
+	switch {
+	case public > 0:
+		next = ReachabilityPublic
+	case private > 0:
+		next = ReachabilityPrivate
+	}
+	if old := m.reachability(); next != old {
+		m.reach.Store(next)
+		m.log.Info("reachability changed", "from", old, "to", next, "probed", len(addrs))
+		m.poke()
+		m.republish()
+	}
+}
+
+// maintainLoop keeps the relay service, the reservations and the hole
+// punch retries in line with the reachability.
+func (m *nat) maintainLoop(ctx context.Context) {
+	t := time.NewTicker(maintainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+		m.maintainRelayService()
+		m.maintainReservations(ctx)
+		m.retryHolePunches(ctx)
+	}
+}
+
+func (m *nat) maintainRelayService() {
+	want := m.reachability() == ReachabilityPublic && !m.cfg.DisableRelayService
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case want && m.relay == nil:
+		r, err := relayv2.New(m.h, m.relayOptions()...)
+		if err != nil {
+			m.log.Warn("relay service did not start", "err", err)
+			return
+		}
+		m.relay = r
+		m.log.Info("relay service on", "max_reservations", m.cfg.Relay.MaxReservations,
+			"max_circuits", m.cfg.Relay.MaxCircuits, "limit_duration", m.cfg.Relay.Duration, "limit_bytes", m.cfg.Relay.DataBytes)
+	case !want && m.relay != nil:
+		_ = m.relay.Close()
+		m.relay = nil
+		m.log.Info("relay service off", "reachability", m.reachability())
+	}
+}
+
+// relayOptions: libp2p's defaults, except the per-circuit limits (off
+// unless configured) and, with AllowPrivateAddrs, private relay addresses
+// in reservations.
+func (m *nat) relayOptions() []relayv2.Option {
+	res := relayv2.DefaultResources()
+	res.MaxReservations = m.cfg.Relay.MaxReservations
+	res.MaxCircuits = m.cfg.Relay.MaxCircuits
+	res.Limit = nil
+	if m.cfg.Relay.Duration > 0 || m.cfg.Relay.DataBytes > 0 {
+		res.Limit = &relayv2.RelayLimit{Duration: m.cfg.Relay.Duration, Data: m.cfg.Relay.DataBytes}
+		if res.Limit.Duration == 0 {
+			res.Limit.Duration = 24 * 365 * time.Hour
+		}
+		if res.Limit.Data == 0 {
+			res.Limit.Data = 1 << 62
+		}
+	}
+	opts := []relayv2.Option{relayv2.WithResources(res), relayv2.WithACL(relayACL{m})}
+	if res.Limit == nil {
+		opts = append(opts, relayv2.WithInfiniteLimits())
+	}
+	if m.cfg.AllowPrivateAddrs {
+		opts = append(opts, relayv2.WithReservationAddressFilter(m.allowed))
+	}
+	return opts
+}
+
+// relayACL lets anyone reserve, and relays a circuit only when one end is
+// a provider whose advert this agent holds: the relay carries mesh
+// traffic, not arbitrary libp2p peers'.
+type relayACL struct{ m *nat }
+
+func (relayACL) AllowReserve(peer.ID, ma.Multiaddr) bool { return true }
+
+func (a relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
+	_, s := a.m.table.Get(src.String())
+	_, d := a.m.table.Get(dest.String())
+	return s || d
+}
+
+// maintainReservations keeps NumRelays reservations while this agent is
+// not public, dropping those whose relay went away or expires soon.
+func (m *nat) maintainReservations(ctx context.Context) {
+	public := m.reachability() == ReachabilityPublic
+	now := time.Now()
+	m.mu.Lock()
+	changed := false
+	for id, r := range m.rsvps {
+		if public || m.h.Network().Connectedness(id) != network.Connected || r.Expiration.Before(now.Add(5*time.Minute)) {
+			delete(m.rsvps, id)
+			m.h.ConnManager().Unprotect(id, "relay")
+			changed = true
+		}
+	}
+	need := m.cfg.NumRelays - len(m.rsvps)
+	m.mu.Unlock()
+	if !public && need > 0 {
+		for _, ai := range m.relayCandidates() {
+			if need == 0 || ctx.Err() != nil {
+				break
+			}
+			if m.reserve(ctx, ai) {
+				need--
+				changed = true
+			}
+		}
+	}
+	if changed {
+		m.updateCircuits()
+	}
+}
+
+// relayCandidates: configured relays and bootstrap peers first, then
+// agents whose adverts say public, then connected peers that speak the
+// relay hop protocol; none that we hold or that refused us lately.
+func (m *nat) relayCandidates() []peer.AddrInfo {
+	now := time.Now()
+	seen := map[peer.ID]bool{m.h.ID(): true}
+	m.mu.Lock()
+	for id := range m.rsvps {
+		seen[id] = true
+	}
+	for id, until := range m.backoff {
+		if until.After(now) {
+			seen[id] = true
+		} else {
+			delete(m.backoff, id)
+		}
+	}
+	m.mu.Unlock()
+	var out []peer.AddrInfo
+	add := func(ai peer.AddrInfo) {
+		if !seen[ai.ID] {
+			seen[ai.ID] = true
+			out = append(out, ai)
+		}
+	}
+	for _, ai := range m.static {
+		add(ai)
+	}
+	for _, e := range m.table.List(nil) {
+		if e.Advert.Reachability != ReachabilityPublic {
+			continue
+		}
+		if id, err := peer.Decode(e.Advert.Provider); err == nil {
+			add(peer.AddrInfo{ID: id})
+		}
+	}
+	for _, id := range m.h.Network().Peers() {
+		if ok, _ := m.h.Peerstore().SupportsProtocols(id, proto.ProtoIDv2Hop); len(ok) > 0 {
+			add(peer.AddrInfo{ID: id})
+		}
+	}
+	return out
+}
+
+func (m *nat) reserve(ctx context.Context, ai peer.AddrInfo) bool {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rctx = network.WithDialPeerTimeout(rctx, 5*time.Second)
+	r, err := client.Reserve(rctx, m.h, ai)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.backoff[ai.ID] = time.Now().Add(reserveBackoff)
+		m.log.Debug("relay reservation refused", "relay", ai.ID, "err", err)
+		return false
+	}
+	m.rsvps[ai.ID] = r
+	m.h.ConnManager().Protect(ai.ID, "relay")
+	m.log.Info("relay reservation", "relay", ai.ID, "until", r.Expiration.UTC().Format(time.RFC3339))
+	return true
+}
+
+// updateCircuits recomputes the /p2p-circuit addresses from the
+// reservations and republishes the advert when they changed.
+func (m *nat) updateCircuits() {
+	circuit := ma.StringCast("/p2p-circuit")
+	m.mu.Lock()
+	var out []ma.Multiaddr
+	for id, r := range m.rsvps {
+		addrs := r.Addrs
+		if len(addrs) == 0 {
+			for _, a := range m.h.Peerstore().Addrs(id) {
+				if m.allowed(a) {
+					addrs = append(addrs, a.Encapsulate(ma.StringCast("/p2p/"+id.String())))
+				}
+			}
+		}
+		for _, a := range addrs {
+			out = append(out, a.Encapsulate(circuit))
+		}
+	}
+	slices.SortFunc(out, ma.Multiaddr.Compare)
+	changed := !slices.EqualFunc(out, m.circuits, ma.Multiaddr.Equal)
+	m.circuits = out
+	m.mu.Unlock()
+	if changed {
+		m.log.Info("relay addresses", "addrs", out)
+		m.republish()
+	}
+}
+
+// retryHolePunches asks DCUtR again for peers reachable only through a
+// relay. Of two such peers the one with the smaller id asks, so the two
+// do not start clashing attempts.
+func (m *nat) retryHolePunches(ctx context.Context) {
+	if m.hps == nil {
+		return
+	}
+	now := time.Now()
+	for _, p := range m.h.Network().Peers() {
+		if p >= m.h.ID() || !onlyRelayed(m.h.Network().ConnsToPeer(p)) {
+			continue
+		}
+		m.mu.Lock()
+		last, tried := m.punched[p]
+		h := m.history[p]
+		due := (!tried || now.Sub(last) > holePunchRetry) && h != nil && now.Sub(h.relayedAt) > holePunchRetry/3
+		if due {
+			m.punched[p] = now
+		}
+		m.mu.Unlock()
+		if !due {
+			continue
+		}
+		m.goLoop(func() {
+			if err := m.hps.DirectConnect(p); err != nil && ctx.Err() == nil {
+				m.log.Debug("hole punch failed; staying on the relay", "peer", p, "err", err)
+			}
+		})
+	}
+}
+
+func onlyRelayed(conns []network.Conn) bool {
+	for _, c := range conns {
+		if !isCircuit(c.RemoteMultiaddr()) {
+			return false
+		}
+	}
+	return len(conns) > 0
+}
+
+// NATStatus is what `status` shows about NAT traversal.
+type NATStatus struct {
+	// Reachability is public, private or unknown.
+	Reachability string `json:"reachability"`
+	// RelayService is true while this agent serves as a relay.
+	RelayService bool `json:"relay_service"`
+	// Relays are the relays this agent holds reservations with.
+	Relays []string `json:"relays,omitempty"`
+	// ObservedAddrs are this agent's addresses as its peers see them.
+	ObservedAddrs []string `json:"observed_addrs,omitempty"`
+}
+
+func (m *nat) status() NATStatus {
+	st := NATStatus{Reachability: m.reachability()}
+	if m.h == nil {
+		return st
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st.RelayService = m.relay != nil
+	for id := range m.rsvps {
+		st.Relays = append(st.Relays, id.String())
+	}
+	slices.Sort(st.Relays)
+	for _, a := range m.observed {
+		st.ObservedAddrs = append(st.ObservedAddrs, a.String())
+	}
+	slices.Sort(st.ObservedAddrs)
+	st.ObservedAddrs = slices.Compact(st.ObservedAddrs)
+	return st
+}
+
+// history returns when the peer was first reached through a relay and
+// when a direct connection followed (zero when it did not).
+func (m *nat) historyOf(p peer.ID) (relayedAt, directAt time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h := m.history[p]; h != nil {
+		return h.relayedAt, h.directAt
+	}
+	return time.Time{}, time.Time{}
+}
