@@ -214,6 +214,8 @@ type PeerInfo struct {
 	// punched, or dialled) followed. Absent when they did not happen.
 	RelayedAt *time.Time `json:"relayed_at,omitempty"`
 	DirectAt  *time.Time `json:"direct_at,omitempty"`
+	// TimeToDirectMS is DirectAt - RelayedAt in milliseconds.
+	TimeToDirectMS float64 `json:"time_to_direct_ms,omitempty"`
 }
 
 // ConnInfo is one connection to a peer.
@@ -245,6 +247,7 @@ func (n *Node) Peers() []PeerInfo {
 			if !d.IsZero() {
 				d = d.UTC()
 				pi.DirectAt = &d
+				pi.TimeToDirectMS = float64(d.Sub(r).Microseconds()) / 1000
 			}
 		}
 		pi.LatencyMS = float64(n.host.Peerstore().LatencyEWMA(pid).Microseconds()) / 1000
