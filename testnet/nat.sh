@@ -125,6 +125,7 @@ ip netns del "$probe"
 rm -rf "$NAT_DIR"
 mkdir -p "$NAT_DIR"
 ((keep)) || trap down EXIT
+trap 'exit 130' INT TERM
 ((build)) && tn_build
 
 mkns() {

@@ -1,0 +1,151 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+const echoProtocol = "/pcm/test/echo/1.0.0"
+
+// TestRelayCarriesStreamsToAPrivateAgent: a public agent serves as relay,
+// a private one reserves on it, and a third reaches the private one only
+// through the relay, with and without relay limits.
+func TestRelayCarriesStreamsToAPrivateAgent(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limits  RelayLimits
+		limited bool
+	}{
+		{"unlimited (default)", RelayLimits{}, false},
+		{"limited by the operator", RelayLimits{Duration: time.Minute, DataBytes: 1 << 20}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := startNodeWith(t, Config{NAT: NATConfig{Reachability: ReachabilityPublic, Relay: tc.limits}})
+			waitFor(t, 10*time.Second, "the relay service", func() bool { return relay.NAT().RelayService })
+			boot := relay.Addrs()[:1]
+			private := startNodeWith(t, Config{Bootstrap: boot, NAT: NATConfig{Reachability: ReachabilityPrivate}})
+			private.Handle(echoProtocol, echo)
+			waitFor(t, 10*time.Second, "a reservation on the relay", func() bool {
+				st := private.NAT()
+				return len(st.Relays) == 1 && st.Relays[0] == relay.Identity().ID()
+			})
+			// The relay refuses circuits unless one end is a provider it knows.
+			waitFor(t, 10*time.Second, "the relay to hold the private agent's advert", func() bool {
+				_, ok := relay.Table().Get(private.Identity().ID())
+				return ok
+			})
+
+			// The client knows the private agent only by its circuit address.
+			client := startNodeWith(t, Config{NAT: NATConfig{Reachability: ReachabilityPrivate, NumRelays: 1}})
+			circuit := ma.StringCast(boot[0] + "/p2p-circuit")
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			pid := private.Host().ID()
+			if err := client.Host().Connect(ctx, peer.AddrInfo{ID: pid, Addrs: []ma.Multiaddr{circuit}}); err != nil {
+				t.Fatalf("connect through the relay: %v", err)
+			}
+			s, err := client.NewStream(ctx, pid.String(), echoProtocol)
+			if err != nil {
+				t.Fatalf("stream through the relay: %v", err)
+			}
+			defer s.Close()
+			if !isCircuit(s.Conn().RemoteMultiaddr()) {
+				t.Fatalf("stream went over %s, want the relay", s.Conn().RemoteMultiaddr())
+			}
+			if got := roundTrip(t, s, "hello across the relay"); got != "hello across the relay" {
+				t.Fatalf("echo = %q", got)
+			}
+
+			var info *PeerInfo
+			for _, p := range client.Peers() {
+				if p.ID == pid.String() {
+					info = &p
+				}
+			}
+			if info == nil || len(info.Conns) == 0 {
+				t.Fatalf("peers does not list the private agent: %+v", client.Peers())
+			}
+			c := info.Conns[0]
+			if !c.Relayed || c.Limited != tc.limited || c.Since.IsZero() || info.RelayedAt == nil || info.DirectAt != nil {
+				t.Fatalf("peers shows %+v (relayed_at %v, direct_at %v); want relayed, limited=%v, with since and relayed_at",
+					c, info.RelayedAt, info.DirectAt, tc.limited)
+			}
+		})
+	}
+}
+
+// echo answers one line with the same line.
+func echo(s network.Stream) {
+	defer s.Close()
+	line, err := bufio.NewReader(s).ReadString('\n')
+	if err != nil {
+		return
+	}
+	_, _ = io.WriteString(s, line)
+}
+
+func roundTrip(t *testing.T, s network.Stream, msg string) string {
+	t.Helper()
+	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(s, msg+"\n"); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	line, err := bufio.NewReader(s).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+func TestAdvertCarriesReachabilityAndRelayAddrs(t *testing.T) {
+	relay := startNodeWith(t, Config{NAT: NATConfig{Reachability: ReachabilityPublic}})
+	waitFor(t, 10*time.Second, "the relay service", func() bool { return relay.NAT().RelayService })
+	private := startNodeWith(t, Config{Bootstrap: relay.Addrs()[:1], NAT: NATConfig{Reachability: ReachabilityPrivate}})
+	waitFor(t, 10*time.Second, "a reservation", func() bool { return len(private.NAT().Relays) == 1 })
+	if a := relay.NextAdvert(); a.Reachability != ReachabilityPublic {
+		t.Fatalf("relay advert reachability = %q, want public", a.Reachability)
+	}
+	a := private.NextAdvert()
+	if a.Reachability != ReachabilityPrivate {
+		t.Fatalf("private advert reachability = %q, want private", a.Reachability)
+	}
+	// On loopback the relay hands out no dialable address (loopback is
+	// never one): no circuit address is made up.
+	for _, s := range a.Addrs {
+		if strings.Contains(s, "/p2p-circuit") && strings.Contains(s, "/127.0.0.1/") {
+			t.Fatalf("advert carries a loopback relay address %s", s)
+		}
+	}
+}
+
+func TestNATConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		nat  NATConfig
+		want string
+	}{
+		{NATConfig{Reachability: "sometimes"}, "nat.reachability"},
+		{NATConfig{Relays: []string{"/ip4/1.2.3.4/tcp/1"}}, "nat.relays[0]"},
+		{NATConfig{NumRelays: 99}, "nat.num_relays"},
+		{NATConfig{ProbeInterval: time.Millisecond}, "nat.probe_interval"},
+		{NATConfig{Relay: RelayLimits{Duration: -time.Second}}, "nat.relay"},
+	} {
+		err := (Config{NAT: tc.nat}).withDefaults().Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one naming %s", tc.nat, err, tc.want)
+		}
+	}
+	if err := (Config{}).withDefaults().Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if got := (Config{}).withDefaults().NAT; got.Reachability != "auto" || got.NumRelays != DefaultNumRelays {
+		t.Fatalf("defaults = %+v", got)
+	}
+}
