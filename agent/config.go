@@ -116,6 +116,9 @@ func (c Config) Validate() error {
 	if c.Ledger.MaxVoters < 0 || c.Ledger.MaxVoters%2 == 0 && c.Ledger.MaxVoters != 0 {
 		errs = append(errs, fmt.Errorf("ledger.max_voters %d: use an odd number (1, 3, 5)", c.Ledger.MaxVoters))
 	}
+	if err := c.NAT.mesh().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

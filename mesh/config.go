@@ -138,7 +138,7 @@ func (c Config) Validate() error {
 	if c.MaxFDs < 16 {
 		errs = append(errs, fmt.Errorf("max_fds %d is too small; use at least 16", c.MaxFDs))
 	}
-	if err := c.NAT.validate(); err != nil {
+	if err := c.NAT.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

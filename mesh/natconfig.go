@@ -89,7 +89,8 @@ func (c NATConfig) withDefaults() NATConfig {
 	return c
 }
 
-func (c NATConfig) validate() error {
+// Validate checks the NAT settings and names the bad field.
+func (c NATConfig) Validate() error {
 	var errs []error
 	switch c.Reachability {
 	case "", "auto", ReachabilityPublic, ReachabilityPrivate:
