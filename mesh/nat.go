@@ -586,7 +586,9 @@ func (m *nat) updateCircuits() {
 // relay. Of two such peers the one with the smaller id asks, so the two
 // do not start clashing attempts.
 func (m *nat) retryHolePunches(ctx context.Context) {
-	if m.hps == nil {
+	// DirectConnect blocks until the service has an address to offer
+	// (it registers its protocol then): ask only once it has.
+	if m.hps == nil || !slices.Contains(m.h.Mux().Protocols(), holepunch.Protocol) {
 		return
 	}
 	now := time.Now()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -43,8 +45,10 @@ func TestRelayCarriesStreamsToAPrivateAgent(t *testing.T) {
 				return ok
 			})
 
-			// The client knows the private agent only by its circuit address.
-			client := startNodeWith(t, Config{NAT: NATConfig{Reachability: ReachabilityPrivate, NumRelays: 1}})
+			// The client may dial the relay, and anyone else only through
+			// it: on loopback, a gater stands in for the NAT.
+			client := startNodeWith(t, Config{NAT: NATConfig{Reachability: ReachabilityPrivate, NumRelays: 1}},
+				withLibp2p(libp2p.ConnectionGater(natGater{open: relay.Host().ID()})))
 			circuit := ma.StringCast(boot[0] + "/p2p-circuit")
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
@@ -81,6 +85,20 @@ func TestRelayCarriesStreamsToAPrivateAgent(t *testing.T) {
 		})
 	}
 }
+
+// natGater refuses direct dials to every peer but open, as a NAT in front
+// of them would.
+type natGater struct{ open peer.ID }
+
+func (natGater) InterceptPeerDial(peer.ID) bool { return true }
+func (g natGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return p == g.open || isCircuit(a)
+}
+func (natGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (natGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (natGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
 // echo answers one line with the same line.
 func echo(s network.Stream) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -27,6 +28,7 @@ type Node struct {
 	log   *slog.Logger
 	host  host.Host
 	given bool // host supplied by the caller (mocknet); not closed by us
+	extra []libp2p.Option
 
 	dht       *dht.IpfsDHT
 	ps        *pubsub.PubSub
@@ -55,6 +57,12 @@ type Option func(*Node)
 // WithHost makes the node use an existing host (e.g. from libp2p's mocknet)
 // instead of building one; the host's identity must be id's.
 func WithHost(h host.Host) Option { return func(n *Node) { n.host, n.given = h, true } }
+
+// withLibp2p adds options to the host the node builds (tests: a
+// connection gater that stands in for a NAT on loopback).
+func withLibp2p(opts ...libp2p.Option) Option {
+	return func(n *Node) { n.extra = append(n.extra, opts...) }
+}
 
 // New prepares a node; Start brings it up.
 func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, error) {
@@ -90,7 +98,7 @@ func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, err
 // peers and begins advertising (once SetAdvertSource has been called).
 func (n *Node) Start(ctx context.Context) error {
 	if n.host == nil {
-		h, err := newHost(n.id, n.cfg, n.nat.addrs)
+		h, err := newHost(n.id, n.cfg, n.nat.addrs, n.extra...)
 		if err != nil {
 			return err
 		}

@@ -25,7 +25,7 @@ func startNode(t *testing.T, bootstrap []string, swarmKey []byte) *Node {
 
 // startNodeWith starts a node on loopback with free ports and fast
 // adverts; cfg supplies the rest.
-func startNodeWith(t *testing.T, cfg Config) *Node {
+func startNodeWith(t *testing.T, cfg Config, opts ...Option) *Node {
 	t.Helper()
 	id, err := GenerateIdentity()
 	if err != nil {
@@ -33,7 +33,7 @@ func startNodeWith(t *testing.T, cfg Config) *Node {
 	}
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.AdvertInterval, cfg.AdvertTTL = 200*time.Millisecond, time.Second
-	n, err := New(id, cfg, testLogger(t))
+	n, err := New(id, cfg, testLogger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
