@@ -47,6 +47,7 @@ type Agent struct {
 	ledger       *consensus.Ledger
 	ledgerLn     net.Listener
 	ledgerJoined atomic.Bool
+	fork         atomic.Pointer[consensus.ForkReport] // last CheckPeers report
 	tasks        *taskStore
 	fws          *frameworks
 	provider     *provider
@@ -157,6 +158,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 	}
 	a.goLoop(func() { a.fingerprintLoop(runCtx) })
+	a.goLoop(func() { a.forkWatch(runCtx, 30*time.Second) })
 	if a.cfg.APIListen != "" {
 		if err := a.startAPI(); err != nil {
 			a.Close()

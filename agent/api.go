@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
@@ -68,6 +69,11 @@ type Status struct {
 	Validator     mesh.ValidatorStats `json:"validator"`
 	NAT           mesh.NATStatus      `json:"nat"`
 	Ledger        any                 `json:"ledger,omitempty"`
+	// Refused counts what this agent refused from peers, by kind.
+	Refused map[string]uint64 `json:"refused"`
+	// LedgerFork is the last comparison of this replica's chain with the
+	// other replicas' (every 30 s); diverged names any that differ.
+	LedgerFork *consensus.ForkReport `json:"ledger_fork,omitempty"`
 }
 
 // Status reports the agent's state.
@@ -82,6 +88,8 @@ func (a *Agent) Status() Status {
 		Drivers:       a.driverNames(),
 		Validator:     a.node.ValidatorStats(),
 		NAT:           a.node.NAT(),
+		Refused:       a.Refusals(),
+		LedgerFork:    a.fork.Load(),
 	}
 }
 

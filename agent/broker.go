@@ -508,7 +508,7 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 	}
 	ag := consensus.Agreement{
 		V: consensus.PayloadVersion, ID: fmt.Sprintf("%s-a%d", t.ID, t.Attempt), TaskID: t.ID, TaskHash: t.Hash,
-		Framework: fw.ID(), Broker: b.a.ID(), Provider: o.provider, Attempt: t.Attempt, Price: o.bid.Price,
+		Framework: fw.ID(), Broker: b.a.ID(), Provider: o.provider, Submitter: t.Submitter, Attempt: t.Attempt, Price: o.bid.Price,
 		Resources: rt.Resources, Driver: o.bid.Driver, Time: time.Now().UTC(),
 	}
 	entry, err := consensus.NewEntry(consensus.TypeAgreement, ag.ID, ag, b.a.deps.Identity)

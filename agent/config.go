@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -54,6 +55,13 @@ type LedgerConfig struct {
 	// Nomad's raft_multiplier do: fewer needless elections, slower
 	// failover. 1 to 10; default 1.
 	RaftMultiplier int `yaml:"raft_multiplier"`
+	// Admit is who may hold a copy of the ledger: "allow-list" (default:
+	// the peers in Voters/NonVoters, or admitted by a voter with
+	// `pcm-agent ledger admit`; everyone else is a client) or "open" (any
+	// peer, up to the caps; for meshes whose members trust each other).
+	Admit     string   `yaml:"admit"`
+	Voters    []string `yaml:"voters"`
+	NonVoters []string `yaml:"non_voters"`
 }
 
 // DefaultAPIListen is the API address PCM users know.
@@ -112,6 +120,16 @@ func (c Config) Validate() error {
 	}
 	if c.Ledger.RaftMultiplier < 0 || c.Ledger.RaftMultiplier > 10 {
 		errs = append(errs, fmt.Errorf("ledger.raft_multiplier %d: use 1 to 10 (default 1)", c.Ledger.RaftMultiplier))
+	}
+	switch c.Ledger.Admit {
+	case "", "allow-list", "open":
+	default:
+		errs = append(errs, fmt.Errorf("ledger.admit %q: use allow-list (default) or open", c.Ledger.Admit))
+	}
+	for _, id := range append(append([]string{}, c.Ledger.Voters...), c.Ledger.NonVoters...) {
+		if _, err := peer.Decode(id); err != nil {
+			errs = append(errs, fmt.Errorf("ledger.voters/non_voters: %q is not a peer id (pcm-agent id prints one): %w", id, err))
+		}
 	}
 	if c.Ledger.MaxVoters < 0 || c.Ledger.MaxVoters%2 == 0 && c.Ledger.MaxVoters != 0 {
 		errs = append(errs, fmt.Errorf("ledger.max_voters %d: use an odd number (1, 3, 5)", c.Ledger.MaxVoters))

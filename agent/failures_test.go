@@ -163,7 +163,7 @@ func TestUnplaceableTaskExpiresWithExplanation(t *testing.T) {
 
 // Must show 4: cancel from an agent that is neither broker nor provider
 // ends the task cancelled on the provider.
-func TestCancelFromThirdAgent(t *testing.T) {
+func TestCancelOnlyByParties(t *testing.T) {
 	m := testnet.Start(t, testnet.Options{N: 3, Configure: func(i int, c *agent.Config) {
 		if i == 1 {
 			c.Region = "here"
@@ -185,12 +185,17 @@ func TestCancelFromThirdAgent(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := third.CancelTask(ctx, tk.ID, third.ID()); err != nil {
+	// A third agent is no party to the task: refused.
+	if err := third.CancelTask(ctx, tk.ID, third.ID()); err == nil || !strings.Contains(err.Error(), "not entitled") {
+		t.Fatalf("cancel from a third agent: %v; want not entitled", err)
+	}
+	// The broker (the submitter's agent) cancels it at the provider.
+	if err := broker.CancelTask(ctx, tk.ID, broker.ID()); err != nil {
 		t.Fatal(err)
 	}
 	end := waitState(t, m, broker, tk.ID, 20*time.Second, agent.StateCancelled, agent.StateSucceeded, agent.StateFailed)
-	if end.State != agent.StateCancelled || !strings.Contains(end.Message, third.ID()) {
-		t.Fatalf("task ended %s (%s), want cancelled by %s", end.State, end.Message, third.ID())
+	if end.State != agent.StateCancelled || !strings.Contains(end.Message, broker.ID()) {
+		t.Fatalf("task ended %s (%s), want cancelled by %s", end.State, end.Message, broker.ID())
 	}
 	rec, err := broker.Ledger().Entry(t.Context(), running.AgreementID+"/"+consensus.EventCancelled)
 	if err != nil {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
+	"github.com/pcm-mesh/pcm/rules"
 )
 
 // openLedger opens this agent's ledger replica over libp2p streams: raft on
@@ -47,6 +49,9 @@ func (a *Agent) openLedger() error {
 		return a.node.DialConn(ctx, id, mesh.LedgerProtocol)
 	}
 	cfg.Verifier = mesh.Verifier{}
+	cfg.Admit = orDefault(a.cfg.Ledger.Admit, consensus.AdmitAllowList)
+	cfg.Voters, cfg.NonVoters = a.cfg.Ledger.Voters, a.cfg.Ledger.NonVoters
+	cfg.CheckPayload = checkLedgerPayload
 	cfg.Signer = a.deps.Identity
 	cfg.Logger = log
 	l, err := consensus.Open(cfg)
@@ -61,6 +66,27 @@ func (a *Agent) openLedger() error {
 	}
 	a.ledgerLn = ln
 	a.goLoop(func() { a.serveLedger(ln) })
+	return nil
+}
+
+// checkLedgerPayload is the ledger's content check: a framework entry must
+// hold a framework document that parses and validates, whose content id is
+// the entry's id. It is deterministic (rules has no clock and no I/O).
+func checkLedgerPayload(typ string, payload []byte) error {
+	if typ != consensus.TypeFramework {
+		return nil
+	}
+	var p consensus.FrameworkPublished
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return err
+	}
+	fw, err := rules.ParseFramework("ledger", p.Document)
+	if err != nil {
+		return err
+	}
+	if fw.ID() != p.ID {
+		return fmt.Errorf("framework content id is %s, the entry says %s", fw.ID(), p.ID)
+	}
 	return nil
 }
 

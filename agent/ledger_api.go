@@ -82,6 +82,8 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
 	}
 	return http.StatusBadRequest
 }

@@ -18,6 +18,7 @@ type metrics struct {
 	placement  prometheus.Histogram
 	attempts   *prometheus.CounterVec
 	settlement prometheus.Counter
+	refusals   refusalCounts
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -68,6 +69,7 @@ func newMetrics(a *Agent) *metrics {
 			}
 			return 0
 		}),
+		refusalCollector{a},
 		gauge("pcm_provider_running", "Attempts running on this provider.", func() float64 { return float64(a.provider.running()) }),
 	)
 	return m

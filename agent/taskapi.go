@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -62,12 +63,16 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 			_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: errTaskNotFound.Error()}, maxFrame)
 			return
 		}
+		if err := a.authorizeBrokered(ctx, t, opQuery, by); err != nil {
+			_ = mesh.WriteFrame(s, errResponse(err), maxFrame)
+			return
+		}
 		_ = mesh.WriteFrame(s, TaskResponse{V: 1, OK: true, Task: t}, maxFrame)
 	case "cancel":
-		err := a.CancelTask(ctx, req.TaskID, by)
+		err := a.cancelFor(ctx, req.TaskID, by)
 		_ = mesh.WriteFrame(s, errResponse(err), maxFrame)
 	case "logs":
-		rc, err := a.localLogs(ctx, req.TaskID, req.Offset, req.Follow)
+		rc, err := a.localLogs(ctx, req.TaskID, req.Offset, req.Follow, by)
 		_ = mesh.WriteFrame(s, errResponse(err), maxFrame)
 		if err == nil {
 			defer rc.Close()
@@ -104,10 +109,19 @@ func (a *Agent) askPeer(ctx context.Context, peerID string, req TaskRequest) (Ta
 	}
 	if !resp.OK {
 		s.Close()
+		if strings.HasPrefix(resp.Error, errForbidden.Error()) {
+			return resp, nil, fmt.Errorf("%w (answer of %s)", errForbiddenRemote{resp.Error}, peerID)
+		}
 		return resp, nil, errors.New(resp.Error)
 	}
 	return resp, &bufferedStream{Stream: s, r: r}, nil
 }
+
+// errForbiddenRemote is a peer's "not entitled" answer.
+type errForbiddenRemote struct{ msg string }
+
+func (e errForbiddenRemote) Error() string { return e.msg }
+func (e errForbiddenRemote) Unwrap() error { return errForbidden }
 
 type bufferedStream struct {
 	network.Stream
@@ -134,10 +148,20 @@ func (a *Agent) TaskStatus(ctx context.Context, id string) (*Task, error) {
 	return resp.Task, nil
 }
 
-// CancelTask cancels a task from any agent: before placement at its
-// broker, afterwards at its provider.
-func (a *Agent) CancelTask(ctx context.Context, id, by string) error {
-	if _, ok := a.broker.get(id); ok {
+// CancelTask cancels a task on behalf of this agent (its local API): before
+// placement at its broker, afterwards at its provider. The broker and the
+// provider each check that this agent is entitled (the task's submitter,
+// broker or provider).
+func (a *Agent) CancelTask(ctx context.Context, id, _ string) error {
+	return a.cancelFor(ctx, id, a.ID())
+}
+
+// cancelFor cancels a task for peer by, an authenticated peer id.
+func (a *Agent) cancelFor(ctx context.Context, id, by string) error {
+	if t, ok := a.broker.get(id); ok {
+		if err := a.authorizeBrokered(ctx, t, opCancel, by); err != nil {
+			return err
+		}
 		placed, err := a.broker.cancelLocal(id, by)
 		if err != nil || !placed {
 			return err
@@ -148,6 +172,9 @@ func (a *Agent) CancelTask(ctx context.Context, id, by string) error {
 		return fmt.Errorf("%w: %s", errTaskNotFound, id)
 	}
 	if ag.Provider == a.ID() {
+		if err := a.authorizeTask(ag, "", opCancel, by); err != nil {
+			return err
+		}
 		if !a.provider.cancel(id, by) {
 			return fmt.Errorf("task %s is not running here (already ended?)", id)
 		}
@@ -162,11 +189,14 @@ func (a *Agent) CancelTask(ctx context.Context, id, by string) error {
 	return nil
 }
 
-// localLogs reads a task's output from this provider's driver.
-func (a *Agent) localLogs(ctx context.Context, id string, offset int64, follow bool) (io.ReadCloser, error) {
+// localLogs reads a task's output from this provider's driver for peer by.
+func (a *Agent) localLogs(ctx context.Context, id string, offset int64, follow bool, by string) (io.ReadCloser, error) {
 	ag, ok := a.latestAgreement(ctx, id)
 	if !ok || ag.Provider != a.ID() {
 		return nil, fmt.Errorf("%w: task %s has no attempt on this provider", errTaskNotFound, id)
+	}
+	if err := a.authorizeTask(ag, "", opLogs, by); err != nil {
+		return nil, err
 	}
 	d, ok := a.drivers[ag.Driver]
 	if !ok {
@@ -182,7 +212,7 @@ func (a *Agent) TaskLogs(ctx context.Context, id string, offset int64, follow bo
 		return nil, fmt.Errorf("%w: %s has not been placed (no agreement in the ledger yet)", errTaskNotFound, id)
 	}
 	if ag.Provider == a.ID() {
-		return a.localLogs(ctx, id, offset, follow)
+		return a.localLogs(ctx, id, offset, follow, a.ID())
 	}
 	_, s, err := a.askPeer(ctx, ag.Provider, TaskRequest{V: 1, Op: "logs", TaskID: id, Offset: offset, Follow: follow})
 	if err != nil {

@@ -39,11 +39,19 @@ type Config struct {
 	SnapshotThreshold  uint64        // logs between snapshots; default 8192
 	TrailingLogs       uint64        // logs kept after a snapshot; default 10240
 
-	// ReverifyOnApply makes every replica check every signature again when
-	// it applies a committed entry. Off by default: the leader checks
-	// signatures at propose time, raft already trusts the leader (it
-	// tolerates crashes, not lies), and verify rechecks everything offline.
-	ReverifyOnApply bool
+	// Admit is the admission policy for replicas: AdmitAllowList (the
+	// default) or AdmitOpen. Voters and NonVoters are this node's
+	// allow-lists (peer ids), used when it leads; voters can also admit
+	// peers through the ledger (ChangeAdmitVoter entries).
+	Admit     string
+	Voters    []string
+	NonVoters []string
+
+	// CheckPayload, when set, checks the content of an entry's payload
+	// beyond its schema (a framework entry must hold a valid framework);
+	// it must be deterministic. It runs at propose time and on apply on
+	// every replica.
+	CheckPayload func(typ string, payload []byte) error
 
 	// MaxBatch is the most entries coalesced into one raft log; default 512.
 	MaxBatch int
@@ -57,6 +65,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxVoters:          3,
 		MaxNonVoters:       6,
+		Admit:              AdmitAllowList,
 		VoterTimeout:       30 * time.Second,
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,
@@ -99,6 +108,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = d.MaxBatch
 	}
+	if c.Admit == "" {
+		c.Admit = AdmitAllowList
+	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = d.MaxInflight
 	}
@@ -125,6 +137,7 @@ func (c Config) Validate() error {
 	add(c.VoterTimeout > 0, "ledger config: VoterTimeout must be positive")
 	add(c.MaxBatch >= 1, "ledger config: MaxBatch must be at least 1")
 	add(c.MaxInflight >= 1, "ledger config: MaxInflight must be at least 1")
+	add(c.Admit == AdmitAllowList || c.Admit == AdmitOpen, fmt.Sprintf("ledger config: Admit is %q; use %q or %q", c.Admit, AdmitAllowList, AdmitOpen))
 	add(c.LeaderLeaseTimeout <= c.HeartbeatTimeout, "ledger config: LeaderLeaseTimeout must not exceed HeartbeatTimeout")
 	return errors.Join(errs...)
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Entry types.
@@ -147,8 +149,8 @@ func (e *Entry) decode() (payload, error) {
 	if len(e.Payload) > limit {
 		return nil, fmt.Errorf("%s %q: payload is %d bytes, the limit is %d: %w", e.Type, e.ID, len(e.Payload), limit, ErrTooLarge)
 	}
-	if e.ID == "" || len(e.ID) > MaxIDLength {
-		return nil, fmt.Errorf("%s entry: id must be 1..%d bytes: %w", e.Type, MaxIDLength, ErrInvalid)
+	if e.ID == "" || len(e.ID) > MaxIDLength || !wellFormedID(e.ID) {
+		return nil, fmt.Errorf("%s entry: id must be 1..%d printable characters without spaces: %w", e.Type, MaxIDLength, ErrInvalid)
 	}
 	if canon, err := json.Marshal(e.Payload); err != nil || !bytes.Equal(canon, e.Payload) {
 		return nil, fmt.Errorf("%s %q: payload must be one compact JSON object as Go's json.Marshal writes it (no extra spaces, HTML characters escaped): %w", e.Type, e.ID, ErrInvalid)
@@ -183,4 +185,18 @@ func (e *Entry) verifySignatures(want []string, v Verifier) error {
 		}
 	}
 	return nil
+}
+
+// wellFormedID reports whether id is valid UTF-8 of printable, non-space
+// characters (ids appear in keys, logs and terminals).
+func wellFormedID(id string) bool {
+	if !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -48,6 +48,9 @@ var errorCodes = map[string]error{
 	"not_found":       ErrNotFound,
 	"closed":          ErrClosed,
 	"not_replica":     ErrNotReplica,
+	"unauthorized":    ErrUnauthorized,
+	"not_admitted":    ErrNotAdmitted,
+	"not_member":      ErrNotMember,
 }
 
 // errorCode names the sentinel err wraps, or "" when none.

@@ -21,7 +21,10 @@ var (
 	prefixID        = []byte("i/") // i/<type>\x00<id>        → index be64
 	prefixBalance   = []byte("b/") // b/<peer>                → int64 be64
 	prefixAgreement = []byte("a/") // a/<task id>             → index be64 of the latest agreement
+	prefixAdmitted  = []byte("p/") // p/<peer>                → role admitted by a voter's membership entry
+	prefixRefused   = []byte("x/") // x/<raft index be64><n be32> → refusedRecord JSON
 	keyHead         = []byte("m/head")
+	keyConfig       = []byte("m/config") // the latest raft configuration applied: voters and non-voters
 )
 
 // head is the chain head and the last raft log applied.
@@ -49,10 +52,12 @@ type fsm struct {
 	db       *badger.DB
 	verifier Verifier
 	verified *verifiedCache
-	reverify bool // check signatures of entries this process did not check at propose time
 	logger   *slog.Logger
-	notify   func([]Record) // called after each commit, in order, on the FSM goroutine
-	agrCache sync.Map       // agreement id → *Agreement; agreements never change once applied
+	// checkPayload checks payload content beyond the schema (Config.CheckPayload).
+	checkPayload func(typ string, payload []byte) error
+	refused      refusals
+	notify       func([]Record) // called after each commit, in order, on the FSM goroutine
+	agrCache     sync.Map       // agreement id → *Agreement; agreements never change once applied
 
 	mu      sync.Mutex // guards head and changed
 	head    head
@@ -65,7 +70,7 @@ var (
 )
 
 func newFSM(db *badger.DB, v Verifier, logger *slog.Logger) (*fsm, error) {
-	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), reverify: true, logger: logger, changed: make(chan struct{})}
+	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), logger: logger, changed: make(chan struct{})}
 	h, err := readHead(db)
 	if err != nil {
 		return nil, err
@@ -118,7 +123,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	cur, _ := f.state()
 	cmds := make([]*command, len(logs))
 	var all []*Entry
+	var confs []*raft.Log
 	for i, l := range logs {
+		if l.Type == raft.LogConfiguration && l.Index > cur.RaftIndex {
+			confs = append(confs, l)
+		}
 		if l.Type != raft.LogCommand || l.Index <= cur.RaftIndex {
 			continue
 		}
@@ -143,6 +152,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if l.Index > h.RaftIndex {
 			h.RaftIndex = l.Index
 		}
+		if len(confs) > 0 && confs[0] == l {
+			confs = confs[1:]
+			if err := w.setConfig(raft.DecodeConfiguration(l.Data)); err != nil {
+				panic(fmt.Sprintf("consensus: write ledger configuration at raft index %d: %v", l.Index, err))
+			}
+		}
 		if cmds[i] == nil {
 			continue
 		}
@@ -151,11 +166,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			e := &cmds[i].Entries[j]
 			if err := sigOK[k]; err != nil {
 				res[j].Err = err
+				f.recordRefused(w, l.Index, j, e, err)
 			} else {
 				rec, dup, err := f.applyEntry(w, h, e)
 				switch {
 				case err != nil:
 					res[j].Err = err
+					f.recordRefused(w, l.Index, j, e, err)
 				case dup:
 					res[j].Receipt = Receipt{Index: rec.Index, Hash: rec.Hash, Duplicate: true}
 				default:
@@ -190,14 +207,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-// verifyAll checks, when reverify is on, the signatures of entries not
-// verified by this process already (at propose time), in parallel. It
-// returns one error per entry.
+// verifyAll checks the signatures of entries not verified by this process
+// already (at propose time), in parallel: every replica checks every entry
+// once, so a leader cannot commit what a follower would refuse. It returns
+// one error per entry.
 func (f *fsm) verifyAll(entries []*Entry) []error {
 	errs := make([]error, len(entries))
-	if !f.reverify {
-		return errs
-	}
 	var todo []int
 	for i, e := range entries {
 		if !f.verified.has(e) {
@@ -243,6 +258,12 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry) (rec Record, dup bool, err
 		}
 		return orig, true, nil
 	}
+	if err := f.checkContentOf(e, p); err != nil {
+		return rec, false, err
+	}
+	if err := f.checkAuthor(w, p); err != nil {
+		return rec, false, fmt.Errorf("%s %q: %w", e.Type, e.ID, err)
+	}
 	if err := f.checkState(w, p); err != nil {
 		return rec, false, fmt.Errorf("%s %q: %w", e.Type, e.ID, err)
 	}
@@ -260,6 +281,8 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry) (rec Record, dup bool, err
 		err = w.set(append(append([]byte{}, prefixAgreement...), p.TaskID...), be64(rec.Index))
 	case *Settlement:
 		err = firstErr(w.addBalance(p.Payer, -p.Amount), w.addBalance(p.Payee, p.Amount))
+	case *MembershipNote:
+		err = w.applyAdmission(p)
 	}
 	return rec, false, err
 }

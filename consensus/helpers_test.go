@@ -173,6 +173,9 @@ func (c *testCluster) start(i int, bootstrap bool) *Ledger {
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 150 * time.Millisecond
+	for _, o := range c.nodes { // the test's nodes are the allow-list
+		cfg.Voters = append(cfg.Voters, o.signer.ID())
+	}
 	if c.config != nil {
 		c.config(&cfg)
 	}
@@ -269,7 +272,7 @@ func (c *testCluster) wireInmem(n *testNode, cfg *Config) {
 				return nil, fmt.Errorf("node %s is down", shortID(id))
 			}
 			a, b := net.Pipe()
-			go l.ServeConn(b)
+			go l.ServeConn(peerConn{Conn: b, remote: n.signer.ID()})
 			return a, nil
 		}
 		return nil, fmt.Errorf("no node %s", shortID(id))
@@ -348,3 +351,17 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
+
+// peerConn is an in-memory conn whose RemoteAddr names the dialling node,
+// as a libp2p stream's names its authenticated peer.
+type peerConn struct {
+	net.Conn
+	remote string
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return peerAddr(c.remote) }
+
+type peerAddr string
+
+func (a peerAddr) Network() string { return "test" }
+func (a peerAddr) String() string  { return string(a) }

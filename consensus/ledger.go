@@ -53,6 +53,9 @@ type Ledger struct {
 	subs   map[int]*subscriber
 	nextID int
 
+	addedAt sync.Map // node → time the leader added it as a replica (open admission)
+	refused refusals
+
 	viaMu      sync.Mutex
 	via        []string // replicas a client-role node talks through
 	leaderHint string   // the leader as last reported by a peer (clients)
@@ -99,7 +102,11 @@ func Open(cfg Config) (*Ledger, error) {
 		subs:      make(map[int]*subscriber),
 	}
 	f.notify = l.publish
-	f.reverify = cfg.ReverifyOnApply
+	f.checkPayload = cfg.CheckPayload
+	if g, ok := cfg.Transport.(gated); ok {
+		admit := l.admitRaft
+		g.gate().admit.Store(&admit)
+	}
 	return l, nil
 }
 
@@ -203,6 +210,14 @@ func (l *Ledger) Role() Role {
 	return RoleClient
 }
 
+// Term is raft's current term on this node (0 before Start).
+func (l *Ledger) Term() uint64 {
+	if l.raft == nil {
+		return 0
+	}
+	return l.raft.CurrentTerm()
+}
+
 // Head returns the local chain head.
 func (l *Ledger) Head() (index uint64, hash string) {
 	h, _ := l.fsm.state()
@@ -258,6 +273,15 @@ func (l *Ledger) propose(ctx context.Context, e Entry, hops int) (Receipt, error
 		return Receipt{}, ErrClosed
 	}
 	if err := e.Validate(l.cfg.Verifier); err != nil {
+		l.countRefusal(RefusedPropose)
+		return Receipt{}, err
+	}
+	if err := l.fsm.checkContent(&e); err != nil {
+		l.countRefusal(RefusedPropose)
+		return Receipt{}, err
+	}
+	if err := l.fsm.checkAuthorNow(&e); err != nil {
+		l.countRefusal(RefusedPropose)
 		return Receipt{}, err
 	}
 	l.fsm.verified.add(&e)

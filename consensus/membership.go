@@ -17,6 +17,16 @@ type Membership struct {
 	Voters    []string        `json:"voters"`
 	NonVoters []string        `json:"non_voters"`
 	Replicas  []ReplicaStatus `json:"replicas"`
+	// Policy is the answering replica's admission policy.
+	Policy AdmissionPolicy `json:"policy"`
+}
+
+// AdmissionPolicy says who may become a replica (Config.Admit).
+type AdmissionPolicy struct {
+	Admit     string          `json:"admit"`
+	Voters    []string        `json:"voters,omitempty"`     // this replica's configured allow-list
+	NonVoters []string        `json:"non_voters,omitempty"` // this replica's configured allow-list
+	Admitted  map[string]Role `json:"admitted,omitempty"`   // admitted by voters through the ledger
 }
 
 // ReplicaStatus is one replica's state; Error is set when it did not answer.
@@ -47,7 +57,11 @@ func (l *Ledger) Join(ctx context.Context, via []string) (Role, error) {
 		}
 		var lastErr error
 		for _, p := range peers {
-			resp, err := l.call(ctx, p, request{Op: opJoin, Node: l.cfg.ID})
+			sj, err := l.signJoin()
+			if err != nil {
+				return RoleClient, err
+			}
+			resp, err := l.call(ctx, p, request{Op: opJoin, Join: sj})
 			if err == nil {
 				l.logger.Info("joined the ledger", "role", resp.Role, "via", shortID(p))
 				return resp.Role, nil
@@ -68,10 +82,15 @@ func (l *Ledger) Join(ctx context.Context, via []string) (Role, error) {
 	}
 }
 
-// handleJoin runs on the leader (other replicas forward it there).
-func (l *Ledger) handleJoin(ctx context.Context, node string, hops int) (Role, error) {
-	if node == "" {
-		return RoleClient, fmt.Errorf("join request without a node id: %w", ErrInvalid)
+// handleJoin runs on the leader (other replicas forward it there). The
+// node is the one that signed the join request, and on the first hop it
+// must be the stream's authenticated remote peer; the policy decides the
+// most it may become (policyRole).
+func (l *Ledger) handleJoin(ctx context.Context, sj *SignedJoin, remote string, hops int) (Role, error) {
+	node, err := l.checkJoin(sj, remote, hops)
+	if err != nil {
+		l.countRefusal(RefusedJoin)
+		return RoleClient, err
 	}
 	if !l.IsLeader() {
 		// A follower forwards to the leader; a client (no raft state)
@@ -80,7 +99,7 @@ func (l *Ledger) handleJoin(ctx context.Context, node string, hops int) (Role, e
 		if target == "" || hops >= maxHops {
 			return RoleClient, fmt.Errorf("join: this replica is not the leader: %w", ErrNotLeader)
 		}
-		resp, err := l.call(ctx, target, request{Op: opJoin, Node: node, Hops: hops + 1})
+		resp, err := l.call(ctx, target, request{Op: opJoin, Join: sj, Hops: hops + 1})
 		return resp.Role, err
 	}
 	l.memberMu.Lock()
@@ -103,22 +122,46 @@ func (l *Ledger) handleJoin(ctx context.Context, node string, hops int) (Role, e
 			nonVoters++
 		}
 	}
+	allowed := l.policyRole(node)
 	id, addr := raft.ServerID(node), raft.ServerAddress(node)
 	switch {
-	case voters < l.cfg.MaxVoters:
+	case allowed == RoleClient:
+		l.logger.Debug("join as client: not on the ledger's allow-list", "peer", shortID(node))
+		return RoleClient, nil
+	case allowed == RoleVoter && l.cfg.Admit != AdmitOpen && voters < l.cfg.MaxVoters:
+		// Allow-listed by the operator: a voter at once.
 		if err := l.raft.AddVoter(id, addr, 0, 10*time.Second).Error(); err != nil {
 			return RoleClient, l.raftErr("add voter", err)
 		}
 		l.note(node, "added voter")
 		return RoleVoter, nil
-	case nonVoters < l.cfg.MaxNonVoters:
+	case nonVoters < l.cfg.MaxNonVoters || (l.cfg.Admit == AdmitOpen && allowed == RoleVoter && voters+nonVoters < l.cfg.MaxVoters+l.cfg.MaxNonVoters):
+		// Open admission starts everyone as a non-voter; reconcile
+		// promotes it once it has answered heartbeats for a while, so
+		// joiners that go silent never hold a share of the quorum.
 		if err := l.raft.AddNonvoter(id, addr, 0, 10*time.Second).Error(); err != nil {
 			return RoleClient, l.raftErr("add non-voter", err)
 		}
+		l.addedAt.Store(node, time.Now())
 		l.note(node, "added non-voter")
 		return RoleNonVoter, nil
 	}
 	return RoleClient, nil
+}
+
+// promotable reports whether a non-voter may take a voter seat: the policy
+// allows it and, under open admission, it has been a replica answering
+// heartbeats for at least two heartbeat timeouts (a node added by an
+// earlier leader counts as old enough).
+func (l *Ledger) promotable(node string) bool {
+	if l.policyRole(node) != RoleVoter {
+		return false
+	}
+	if l.cfg.Admit != AdmitOpen {
+		return true
+	}
+	v, ok := l.addedAt.Load(node)
+	return !ok || time.Since(v.(time.Time)) >= 2*l.cfg.HeartbeatTimeout
 }
 
 func (l *Ledger) raftErr(what string, err error) error {
@@ -227,7 +270,7 @@ func (l *Ledger) reconcile(failing map[raft.ServerID]time.Time) {
 		if voters >= l.cfg.MaxVoters {
 			return
 		}
-		if _, bad := failing[s.ID]; bad || s.Suffrage == raft.Voter {
+		if _, bad := failing[s.ID]; bad || s.Suffrage == raft.Voter || !l.promotable(string(s.ID)) {
 			continue
 		}
 		if err := l.raft.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err != nil {
@@ -262,6 +305,7 @@ func (l *Ledger) members(ctx context.Context, hops int) (Membership, error) {
 		return *resp.Membership, nil
 	}
 	m.Leader = l.leader()
+	m.Policy = AdmissionPolicy{Admit: l.cfg.Admit, Voters: l.cfg.Voters, NonVoters: l.cfg.NonVoters, Admitted: l.Admitted()}
 	m.Replicas = make([]ReplicaStatus, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {

@@ -30,13 +30,17 @@ type FrameworkPublished struct {
 // Agreement binds a broker and a provider to run one attempt of a task;
 // signed by both. For one task, the highest attempt wins (fencing).
 type Agreement struct {
-	V         int                `json:"v"`
-	ID        string             `json:"id"`
-	TaskID    string             `json:"task_id"`
-	TaskHash  string             `json:"task_hash"`
-	Framework string             `json:"framework"`
-	Broker    string             `json:"broker"`
-	Provider  string             `json:"provider"`
+	V         int    `json:"v"`
+	ID        string `json:"id"`
+	TaskID    string `json:"task_id"`
+	TaskHash  string `json:"task_hash"`
+	Framework string `json:"framework"`
+	Broker    string `json:"broker"`
+	Provider  string `json:"provider"`
+	// Submitter is the peer the task was submitted by (the broker itself
+	// for its local API); with broker and provider, it may cancel the task
+	// and read its logs and results.
+	Submitter string             `json:"submitter,omitempty"`
 	Attempt   int                `json:"attempt"`
 	Price     int64              `json:"price"` // micros per hour
 	Resources map[string]float64 `json:"resources,omitempty"`

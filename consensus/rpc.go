@@ -29,13 +29,13 @@ const (
 
 // request is one ledger protocol request: one JSON object per stream.
 type request struct {
-	V      int     `json:"v"`
-	Op     string  `json:"op"`
-	Hops   int     `json:"hops,omitempty"`
-	Node   string  `json:"node,omitempty"`   // join
-	Entry  *Entry  `json:"entry,omitempty"`  // propose
-	Filter *Filter `json:"filter,omitempty"` // entries
-	Key    string  `json:"key,omitempty"`    // entry: index or id
+	V      int         `json:"v"`
+	Op     string      `json:"op"`
+	Hops   int         `json:"hops,omitempty"`
+	Join   *SignedJoin `json:"join,omitempty"`   // join: the joiner's own signed request
+	Entry  *Entry      `json:"entry,omitempty"`  // propose
+	Filter *Filter     `json:"filter,omitempty"` // entries
+	Key    string      `json:"key,omitempty"`    // entry: index or id
 }
 
 // response answers a request; Code names the sentinel of Error.
@@ -54,6 +54,10 @@ type response struct {
 
 // ServeConn serves one inbound /pcm/ledger/1.0.0 stream: it reads one
 // request, answers it and closes conn.
+//
+// The requester is conn's authenticated remote peer (RemoteAddr of a
+// gostream conn is the peer id); joins and admissions are decided from it,
+// never from a field in the request.
 func (l *Ledger) ServeConn(conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(serveTimeout))
@@ -64,7 +68,11 @@ func (l *Ledger) ServeConn(conn net.Conn) {
 	}
 	ctx, cancel := l.bounded(context.Background(), serveTimeout-time.Second)
 	defer cancel()
-	resp := l.handle(ctx, req)
+	remote := ""
+	if a := conn.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	resp := l.handle(ctx, req, remote)
 	resp.V = 1
 	if resp.Leader == "" {
 		// Lets clients talk to the leader directly next time; a client
@@ -75,12 +83,12 @@ func (l *Ledger) ServeConn(conn net.Conn) {
 	_ = json.NewEncoder(conn).Encode(resp)
 }
 
-func (l *Ledger) handle(ctx context.Context, req request) response {
+func (l *Ledger) handle(ctx context.Context, req request, remote string) response {
 	var resp response
 	var err error
 	switch req.Op {
 	case opJoin:
-		resp.Role, err = l.handleJoin(ctx, req.Node, req.Hops)
+		resp.Role, err = l.handleJoin(ctx, req.Join, remote, req.Hops)
 	case opPropose:
 		if req.Entry == nil {
 			err = fmt.Errorf("propose request without an entry: %w", ErrInvalid)

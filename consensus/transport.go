@@ -24,16 +24,22 @@ const LedgerProtocol = "/pcm/ledger/1.0.0"
 // while heartbeats go on (hashicorp/raft#612); shutdown then hangs too.
 // We hit it with 100 agents on one machine. Without the pipeline the
 // leader sends one AppendEntries batch at a time per follower.
+//
+// The layer is gated: once the ledger is open, inbound raft streams are
+// served and outbound ones dialled only for members of the ledger's raft
+// configuration (and, while this node is joining, the peers it joins
+// through); everything else is refused and counted (gate.go).
 func NewStreamTransport(layer raft.StreamLayer, logger *slog.Logger) raft.Transport {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return noPipeline{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  layer,
+	g := newGatedLayer(layer)
+	return &StreamTransport{g: g, noPipeline: noPipeline{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  g,
 		MaxPool: 4,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(logger.With("component", "raft-transport")),
-	})}
+	})}}
 }
 
 // noPipeline is a NetworkTransport that refuses pipelined replication;

@@ -18,17 +18,21 @@ import (
 // validated Framework as immutable; to change one, edit a copy and Validate it
 // (which gives it a new id).
 type Framework struct {
-	Name         string              `yaml:"name" json:"name"`
-	Version      string              `yaml:"version" json:"version"`
-	Description  string              `yaml:"description" json:"description,omitempty"`
-	Templates    map[string]Template `yaml:"templates" json:"templates"`
-	Operations   []string            `yaml:"operations" json:"operations"`
-	Admission    string              `yaml:"admission" json:"admission,omitempty"`         // CEL over task, submitter, now
-	ProviderRule string              `yaml:"provider_rule" json:"provider_rule,omitempty"` // CEL over task, provider, now
-	Placement    PlacementPolicy     `yaml:"placement" json:"placement"`
-	Pricing      Pricing             `yaml:"pricing" json:"pricing"`
-	Settlement   Settlement          `yaml:"settlement" json:"settlement"`
-	SLA          SLA                 `yaml:"sla" json:"sla"`
+	Name        string              `yaml:"name" json:"name"`
+	Version     string              `yaml:"version" json:"version"`
+	Description string              `yaml:"description" json:"description,omitempty"`
+	Templates   map[string]Template `yaml:"templates" json:"templates"`
+	Operations  []string            `yaml:"operations" json:"operations"`
+	// Public lists what anyone in the mesh may do with this framework's
+	// tasks besides their submitter, broker and provider: query, logs,
+	// results. Empty (the default): only those three parties.
+	Public       []string        `yaml:"public" json:"public,omitempty"`
+	Admission    string          `yaml:"admission" json:"admission,omitempty"`         // CEL over task, submitter, now
+	ProviderRule string          `yaml:"provider_rule" json:"provider_rule,omitempty"` // CEL over task, provider, now
+	Placement    PlacementPolicy `yaml:"placement" json:"placement"`
+	Pricing      Pricing         `yaml:"pricing" json:"pricing"`
+	Settlement   Settlement      `yaml:"settlement" json:"settlement"`
+	SLA          SLA             `yaml:"sla" json:"sla"`
 
 	c *compiledFramework
 }
@@ -100,6 +104,12 @@ const (
 // Operations a framework may allow a task to request.
 var knownOperations = []string{"run", "cancel", "query", "logs", "results"}
 
+// publicOperations are those a framework may open to everyone (Public).
+var publicOperations = []string{"query", "logs", "results"}
+
+// IsPublic reports whether the framework lets anyone do op on its tasks.
+func (f *Framework) IsPublic(op string) bool { return slices.Contains(f.Public, op) }
+
 var (
 	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 	currencyRE = regexp.MustCompile(`^[A-Z][A-Z0-9]{1,9}$`)
@@ -164,6 +174,11 @@ func (f *Framework) validate(file string, pos map[string]int, o options) error {
 	for i, op := range f.Operations {
 		if !slices.Contains(knownOperations, op) {
 			e.add(fmt.Sprintf("operations[%d]", i), ErrBadValue, "operation %q is unknown; known: %s", op, strings.Join(knownOperations, ", "))
+		}
+	}
+	for i, op := range f.Public {
+		if !slices.Contains(publicOperations, op) {
+			e.add(fmt.Sprintf("public[%d]", i), ErrBadValue, "operation %q cannot be public; use %s (cancel always needs a party)", op, strings.Join(publicOperations, ", "))
 		}
 	}
 	c.admission = compileField(e, "admission", scopeAdmission, f.Admission)

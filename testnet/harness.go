@@ -43,11 +43,13 @@ type Options struct {
 
 // Mesh is a set of in-process agents.
 type Mesh struct {
-	t     testing.TB
-	opts  Options
-	base  string
-	mu    sync.Mutex
-	Nodes []*Node
+	t    testing.TB
+	opts Options
+	base string
+	// voters are the agents' peer ids, the ledger's allow-list.
+	voters []string
+	mu     sync.Mutex
+	Nodes  []*Node
 }
 
 // Node is one agent of a Mesh, restartable on the same data dir.
@@ -82,20 +84,32 @@ func Start(t testing.TB, opts Options) *Mesh {
 	// agents stop before their data dirs are removed.
 	m := &Mesh{t: t, opts: opts, base: t.TempDir()}
 	t.Cleanup(m.Close)
+	// The agents of a test mesh trust each other: every one is on the
+	// ledger's voter allow-list (the caps still apply).
+	for i := range opts.N {
+		id, err := mesh.LoadOrCreateIdentity(m.dir(i))
+		if err != nil {
+			t.Fatalf("agent %d identity: %v", i, err)
+		}
+		m.voters = append(m.voters, id.PeerID().String())
+	}
 	for i := range opts.N {
 		m.add(i)
 	}
 	return m
 }
 
+func (m *Mesh) dir(i int) string { return filepath.Join(m.base, fmt.Sprintf("agent%d", i)) }
+
 func (m *Mesh) add(i int) {
 	t := m.t
-	dir := filepath.Join(m.base, fmt.Sprintf("agent%d", i))
+	dir := m.dir(i)
 	id, err := mesh.LoadOrCreateIdentity(dir)
 	if err != nil {
 		t.Fatalf("agent %d identity: %v", i, err)
 	}
 	cfg := agent.DefaultConfig()
+	cfg.Ledger.Voters = m.voters
 	cfg.DataDir = dir
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	cfg.APIListen = "127.0.0.1:0"

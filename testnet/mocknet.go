@@ -126,8 +126,13 @@ func StartMocknet(t testing.TB, opts MockOptions) *Mocknet {
 		t.Fatalf("link mocknet: %v", err)
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0))
+	var voters []string // a test mesh trusts itself: all on the ledger's allow-list
+	for _, n := range m.Nodes {
+		voters = append(voters, n.Identity.ID())
+	}
 	for i, n := range m.Nodes {
 		cfg := agent.DefaultConfig()
+		cfg.Ledger.Voters = voters
 		cfg.DataDir = n.Dir
 		cfg.APIListen = ""
 		cfg.DisableDHT = true
