@@ -48,11 +48,13 @@ type Agent struct {
 	ledgerLn     net.Listener
 	ledgerJoined atomic.Bool
 	fork         atomic.Pointer[consensus.ForkReport] // last CheckPeers report
-	tasks        *taskStore
-	fws          *frameworks
-	provider     *provider
-	broker       *broker
-	metrics      *metrics
+	// leaderlessSince is when this replica last lost sight of a leader.
+	leaderlessSince atomic.Pointer[time.Time]
+	tasks           *taskStore
+	fws             *frameworks
+	provider        *provider
+	broker          *broker
+	metrics         *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
 	// (negotiations, event proposals) derives its contexts from it.
 	runCtx context.Context
@@ -182,7 +184,9 @@ func (a *Agent) startAPI() error {
 		return fmt.Errorf("api_listen %s: %w (another agent running? use --api-listen 127.0.0.1:0)", a.cfg.APIListen, err)
 	}
 	a.apiAddr = ln.Addr().String()
-	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	// Read and idle timeouts cut slow or idle clients; no write timeout, as
+	// log follows are long streams (each ends with its task or client).
+	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.goLoop(func() {
 		if err := a.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("api server", "err", err)

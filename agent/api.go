@@ -88,6 +88,7 @@ func (a *Agent) Status() Status {
 		Drivers:       a.driverNames(),
 		Validator:     a.node.ValidatorStats(),
 		NAT:           a.node.NAT(),
+		Ledger:        a.LedgerHealth(),
 		Refused:       a.Refusals(),
 		LedgerFork:    a.fork.Load(),
 	}

@@ -89,3 +89,22 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIBodyLimitsAnswer413: a framework over the ledger's limit is
+// refused whole with 413, never cut and committed.
+func TestAPIBodyLimitsAnswer413(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	base := m.Nodes[0].Agent().APIURL()
+	big := "name: big\nversion: \"1\"\ndescription: \"" + strings.Repeat("x", 300<<10) + "\"\n"
+	for _, path := range []string{"/v1/frameworks", "/v1/tasks"} {
+		resp, err := http.Post(base+path, "application/yaml", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("POST %s with 300 KiB: %d %s; want 413", path, resp.StatusCode, body)
+		}
+	}
+}

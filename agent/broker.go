@@ -38,11 +38,12 @@ type broker struct {
 	subs   map[int]func(*Task)
 	nextS  int
 
-	view *view
+	view   *view
+	leases *brokerLeases
 }
 
 func newBroker(a *Agent) *broker {
-	return &broker{a: a, tasks: map[string]*Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*Task){}, view: newView()}
+	return &broker{a: a, tasks: map[string]*Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*Task){}, view: newView(), leases: newBrokerLeases()}
 }
 
 func newTaskID() string {
@@ -509,7 +510,8 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 	ag := consensus.Agreement{
 		V: consensus.PayloadVersion, ID: fmt.Sprintf("%s-a%d", t.ID, t.Attempt), TaskID: t.ID, TaskHash: t.Hash,
 		Framework: fw.ID(), Broker: b.a.ID(), Provider: o.provider, Submitter: t.Submitter, Attempt: t.Attempt, Price: o.bid.Price,
-		Resources: rt.Resources, Driver: o.bid.Driver, Time: time.Now().UTC(),
+		LeaseSeconds: int(b.a.lease() / time.Second),
+		Resources:    rt.Resources, Driver: o.bid.Driver, Time: time.Now().UTC(),
 	}
 	entry, err := consensus.NewEntry(consensus.TypeAgreement, ag.ID, ag, b.a.deps.Identity)
 	if err != nil {
@@ -704,54 +706,8 @@ func (b *broker) settle(t *Task, ev consensus.TaskEvent) int64 {
 	return amount
 }
 
-// providerGone is called when a provider's advert expired. Adverts can be
-// late on a loaded mesh, so the broker first tries to reach the provider;
-// only a provider that is also unreachable has lost its tasks.
-func (b *broker) providerGone(provider string) {
-	if !b.holdsTasksOn(provider) {
-		return
-	}
-	b.a.goLoop(func() {
-		ctx, cancel := context.WithTimeout(b.a.runCtx, 3*time.Second)
-		defer cancel()
-		if _, s, err := b.a.askPeer(ctx, provider, TaskRequest{V: 1, Op: "ping"}); err == nil {
-			s.Close()
-			b.a.log.Info("provider advert expired but it answers; keeping its tasks", "provider", provider)
-			return
-		}
-		b.providerLost(provider)
-	})
-}
-
-func (b *broker) holdsTasksOn(provider string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, t := range b.tasks {
-		if t.Provider == provider && (t.State == StatePlaced || t.State == StateRunning) {
-			return true
-		}
-	}
-	return false
-}
-
-// providerLost records every placed attempt on a vanished provider as lost
-// and queues the task again without it.
-func (b *broker) providerLost(provider string) {
-	b.mu.Lock()
-	var hit []*Task
-	for _, t := range b.tasks {
-		if t.Provider == provider && (t.State == StatePlaced || t.State == StateRunning) {
-			hit = append(hit, t.clone())
-		}
-	}
-	b.mu.Unlock()
-	for _, t := range hit {
-		b.a.goLoop(func() { b.lost(t) })
-	}
-}
-
 func (b *broker) lost(t *Task) {
-	te := consensus.TaskEvent{V: consensus.PayloadVersion, ID: t.AgreementID + "/lost", TaskID: t.ID, AgreementID: t.AgreementID, Event: consensus.EventLost, Author: b.a.ID(), Message: "provider " + t.Provider + " stopped advertising", Time: time.Now().UTC()}
+	te := consensus.TaskEvent{V: consensus.PayloadVersion, ID: t.AgreementID + "/lost", TaskID: t.ID, AgreementID: t.AgreementID, Event: consensus.EventLost, Author: b.a.ID(), Message: "provider " + t.Provider + " did not renew its lease", Time: time.Now().UTC()}
 	e, err := consensus.NewEntry(consensus.TypeTaskEvent, te.ID, te, b.a.deps.Identity)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(b.a.runCtx, 5*time.Minute)
@@ -759,8 +715,21 @@ func (b *broker) lost(t *Task) {
 		cancel()
 	}
 	if err != nil {
-		b.a.log.Error("record lost attempt", "task", t.ID, "err", err)
-		return
+		// The first final event of an attempt wins: if the provider's
+		// outcome (or an earlier "lost" of ours) got there first, follow
+		// the ledger.
+		switch end := b.a.ledger.AttemptEnd(t.AgreementID); end {
+		case consensus.EventLost:
+		case "":
+			b.a.log.Error("record lost attempt", "task", t.ID, "err", err)
+			b.leases.mu.Lock()
+			delete(b.leases.declared, t.AgreementID) // try again at the next lease check
+			b.leases.mu.Unlock()
+			return
+		default:
+			b.a.log.Info("attempt ended before it was declared lost", "task", t.ID, "end", end)
+			return
+		}
 	}
 	b.update(t.ID, func(cur *Task) bool {
 		if cur.AgreementID != t.AgreementID || finalState(cur.State) {

@@ -36,7 +36,11 @@ type Config struct {
 	Frameworks []string           `yaml:"frameworks"`
 	Ledger     LedgerConfig       `yaml:"ledger"`
 	NAT        NATConfig          `yaml:"nat"`
-	LogLevel   string             `yaml:"log_level"`
+	// Lease is the lease this agent grants providers on attempts it
+	// brokers (default 30s): a provider silent for lease × 1.5 has lost
+	// its attempt, and stops it itself after one lease without renewal.
+	Lease    time.Duration `yaml:"lease"`
+	LogLevel string        `yaml:"log_level"`
 	// DisableDHT is for large in-process test meshes.
 	DisableDHT bool `yaml:"-"`
 	// Faults inject bugs for testing the checkers (testnet/chaos.sh); never
@@ -120,6 +124,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ledger.RaftMultiplier < 0 || c.Ledger.RaftMultiplier > 10 {
 		errs = append(errs, fmt.Errorf("ledger.raft_multiplier %d: use 1 to 10 (default 1)", c.Ledger.RaftMultiplier))
+	}
+	if c.Lease != 0 && c.Lease < 2*time.Second {
+		errs = append(errs, fmt.Errorf("lease %s is too short; use at least 2s (default 30s): providers renew every lease/4", c.Lease))
 	}
 	switch c.Ledger.Admit {
 	case "", "allow-list", "open":

@@ -200,10 +200,17 @@ func (a *Agent) adhereConfigured(ctx context.Context) error {
 	return nil
 }
 
+// ledgerAPITimeout bounds API calls that must write to the ledger.
+const ledgerAPITimeout = 10 * time.Second
+
 func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
-	doc, err := io.ReadAll(io.LimitReader(r.Body, consensus.MaxFrameworkPayload))
+	doc, err := io.ReadAll(io.LimitReader(r.Body, consensus.MaxFrameworkPayload+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if len(doc) > consensus.MaxFrameworkPayload {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("framework document is over %d bytes; the ledger takes at most %d KiB per framework", consensus.MaxFrameworkPayload, consensus.MaxFrameworkPayload>>10))
 		return
 	}
 	fw, err := rules.ParseFramework(orDefault(r.URL.Query().Get("name"), "framework"), doc)
@@ -211,8 +218,16 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	id, err := a.PublishFramework(r.Context(), fw)
+	// Publishing needs the ledger: answer within a bounded time, 503 with
+	// the reason when it has no leader.
+	ctx, cancel := context.WithTimeout(r.Context(), ledgerAPITimeout)
+	defer cancel()
+	id, err := a.PublishFramework(ctx, fw)
 	if err != nil {
+		if ctx.Err() != nil {
+			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("the ledger did not commit the framework within %s (leader known: %q): %w; retry when the ledger has a leader (pcm-agent ledger members)", ledgerAPITimeout, a.ledger.Leader(), err))
+			return
+		}
 		writeError(w, statusFor(err), err)
 		return
 	}

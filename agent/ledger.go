@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/pcm-mesh/pcm/consensus"
@@ -106,15 +107,19 @@ func (a *Agent) startLedger(ctx, runCtx context.Context) error {
 	if err := a.ledger.Start(ctx); err != nil {
 		return fmt.Errorf("start ledger: %w", err)
 	}
-	if a.cfg.Ledger.Bootstrap || len(a.cfg.Bootstrap) == 0 {
-		a.ledgerJoined.Store(true)
-		return nil
-	}
 	var via []string
 	for _, b := range a.cfg.Bootstrap {
 		if ai, err := mesh.ParseAddrInfo(b); err == nil {
 			via = append(via, ai.ID.String())
 		}
+	}
+	if a.cfg.Ledger.Bootstrap || len(a.cfg.Bootstrap) == 0 {
+		// The bootstrapping agent heals too: cut off long enough, the
+		// majority removes it; it then joins again through the replicas
+		// it knew (and its bootstrap peers, if any).
+		a.ledgerJoined.Store(true)
+		a.goLoop(func() { a.rejoinOrphan(runCtx, via) })
+		return nil
 	}
 	a.goLoop(func() {
 		for runCtx.Err() == nil {
@@ -153,16 +158,27 @@ func (a *Agent) rejoinOrphan(ctx context.Context, via []string) {
 		}
 		if a.ledger.Role() == consensus.RoleClient || a.ledger.Leader() != "" {
 			since = time.Time{}
+			a.leaderlessSince.Store(nil)
 			continue
 		}
 		if since.IsZero() {
 			since = time.Now()
+			a.leaderlessSince.Store(&since)
 		}
 		if time.Since(since) < orphanAfter {
 			continue
 		}
+		peers := slices.Clone(via)
+		for _, id := range a.ledger.ConfiguredReplicas() {
+			if id != a.ID() && !slices.Contains(peers, id) {
+				peers = append(peers, id)
+			}
+		}
+		if len(peers) == 0 {
+			continue
+		}
 		jctx, cancel := context.WithTimeout(ctx, time.Minute)
-		role, err := a.ledger.Join(jctx, via)
+		role, err := a.ledger.Join(jctx, peers)
 		cancel()
 		a.log.Warn("no ledger leader for a while: joined again", "role", role, "err", err)
 		since = time.Time{}
@@ -180,4 +196,34 @@ func (a *Agent) LedgerReady() bool {
 		return false
 	}
 	return a.ledger.Role() == consensus.RoleClient || a.ledger.Leader() != ""
+}
+
+// LedgerHealth is the ledger as this agent sees it; Degraded says why it
+// cannot write (no leader known, for how long).
+type LedgerHealth struct {
+	Role     consensus.Role `json:"role"`
+	Leader   string         `json:"leader,omitempty"`
+	Index    uint64         `json:"index"`
+	Healthy  bool           `json:"healthy"`
+	Degraded string         `json:"degraded,omitempty"`
+}
+
+// LedgerHealth reports the ledger's state for status and /metrics.
+func (a *Agent) LedgerHealth() LedgerHealth {
+	if a.ledger == nil {
+		return LedgerHealth{Degraded: "the ledger is not open"}
+	}
+	idx, _ := a.ledger.Head()
+	h := LedgerHealth{Role: a.ledger.Role(), Leader: a.ledger.Leader(), Index: idx}
+	switch {
+	case !a.ledgerJoined.Load():
+		h.Degraded = "not joined yet: joining through the bootstrap peers"
+	case h.Role != consensus.RoleClient && h.Leader == "":
+		h.Degraded = "no ledger leader known"
+		if s := a.leaderlessSince.Load(); s != nil {
+			h.Degraded += fmt.Sprintf(" for %s: writes (agreements, task events, frameworks) wait; this replica rejoins after 30 s", time.Since(*s).Round(time.Second))
+		}
+	}
+	h.Healthy = h.Degraded == ""
+	return h
 }

@@ -23,13 +23,14 @@ func (a *Agent) ledgerRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, m)
 	})
-	mux.HandleFunc("GET /v1/ledger/verify", func(w http.ResponseWriter, _ *http.Request) {
-		rep, err := a.ledger.Verify(nil)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
-			return
+	mux.HandleFunc("GET /v1/ledger/verify", a.handleLedgerVerify)
+	mux.HandleFunc("POST /v1/ledger/admit", a.handleLedgerAdmit)
+	mux.HandleFunc("GET /v1/ledger/refused", func(w http.ResponseWriter, _ *http.Request) {
+		out := a.ledger.RefusedEntries(1000)
+		if out == nil {
+			out = []consensus.RefusedRecord{}
 		}
-		writeJSON(w, http.StatusOK, rep)
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/ledger/export", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -82,7 +83,7 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, errForbidden):
+	case errors.Is(err, errForbidden), errors.Is(err, consensus.ErrUnauthorized), errors.Is(err, consensus.ErrNotAdmitted):
 		return http.StatusForbidden
 	}
 	return http.StatusBadRequest

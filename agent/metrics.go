@@ -63,6 +63,12 @@ func newMetrics(a *Agent) *metrics {
 			i, _ := a.ledger.Head()
 			return float64(i)
 		}),
+		gauge("pcm_ledger_healthy", "1 when this agent can write to the ledger (joined, a leader known).", func() float64 {
+			if a.LedgerHealth().Healthy {
+				return 1
+			}
+			return 0
+		}),
 		gauge("pcm_ledger_leader", "1 when this agent leads the ledger.", func() float64 {
 			if a.ledger != nil && a.ledger.IsLeader() {
 				return 1

@@ -55,6 +55,7 @@ type attempt struct {
 	stop   chan struct{}
 	once   sync.Once
 	reason string
+	l      attemptLease
 }
 
 func newProvider(a *Agent) *provider {
@@ -334,6 +335,7 @@ func (p *provider) commit(agreementID string) {
 	ag := *h.agreement
 	drv := p.a.drivers[h.driver]
 	at := &attempt{ag: ag, driver: drv, specID: ag.ID, stop: make(chan struct{})}
+	at.startLease(time.Now())
 	p.attempts[ag.ID] = at
 	p.byTask[ag.TaskID] = ag.ID
 	p.mu.Unlock()
@@ -432,6 +434,13 @@ func (p *provider) finish(ctx context.Context, at *attempt) {
 			st.Message = at.reason
 		}
 	}
+	if !at.countsNow() {
+		// Fenced (or the lease ran out while this process stalled): the
+		// broker declares the attempt lost and places it again, so this
+		// run's outcome must not be recorded.
+		p.a.log.Warn("attempt ended after its lease; outcome not recorded", "agreement", at.ag.ID, "state", st.State)
+		return
+	}
 	p.event(at.ag, ev, st)
 }
 
@@ -503,6 +512,7 @@ func (p *provider) recover(ctx context.Context) {
 				continue
 			}
 			at := &attempt{ag: ag, driver: d, specID: st.ID, stop: make(chan struct{})}
+			at.startLease(time.Now()) // the broker's answer to the first renewal says whether it still counts
 			p.mu.Lock()
 			p.attempts[ag.ID] = at
 			p.byTask[ag.TaskID] = ag.ID

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/pcm-mesh/pcm/consensus"
-	"github.com/pcm-mesh/pcm/mesh"
 )
 
 // startTasks brings up the task side: the broker's store, the stream
@@ -22,15 +21,11 @@ func (a *Agent) startTasks(ctx context.Context) error {
 	a.node.Handle(SubmitProtocol, a.handleSubmitStream)
 	stopSub := a.ledger.Subscribe(a.dispatch)
 	a.goLoop(func() { a.followAsClient(a.runCtx) })
-	stopWatch := a.node.Table().Watch(func(c mesh.Change) {
-		if c.Expired {
-			a.broker.providerGone(c.Provider)
-		}
-	})
+	a.goLoop(func() { a.broker.leaseWatch(a.runCtx) })
+	a.goLoop(func() { a.provider.renewLoop(a.runCtx) })
 	a.goLoop(func() {
 		<-a.runCtx.Done()
 		stopSub()
-		stopWatch()
 	})
 	a.loadLedgerFrameworks(ctx)
 	if err := a.broker.resume(); err != nil {

@@ -25,6 +25,8 @@ type TaskRequest struct {
 	TaskID string `json:"task_id"`
 	Offset int64  `json:"offset,omitempty"`
 	Follow bool   `json:"follow,omitempty"`
+	// Agreements are the attempts a provider renews (op renew).
+	Agreements []string `json:"agreements,omitempty"`
 }
 
 // TaskResponse answers a TaskRequest; for logs, raw output follows it.
@@ -33,6 +35,9 @@ type TaskResponse struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	Task  *Task  `json:"task,omitempty"`
+	// Current answers renew: the attempts whose leases were renewed; the
+	// others no longer count and their provider stops them.
+	Current []string `json:"current,omitempty"`
 }
 
 // SubmitRequest is a task submission on /pcm/submit/1.0.0.
@@ -57,6 +62,12 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 	switch req.Op {
 	case "ping":
 		_ = mesh.WriteFrame(s, TaskResponse{V: 1, OK: true}, maxFrame)
+	case "renew":
+		if len(req.Agreements) > 4096 {
+			_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: "renew: at most 4096 agreements per request"}, maxFrame)
+			return
+		}
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, OK: true, Current: a.broker.renew(by, req.Agreements)}, maxFrame)
 	case "status":
 		t, ok := a.broker.get(req.TaskID)
 		if !ok {

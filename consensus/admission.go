@@ -145,6 +145,20 @@ func (l *Ledger) admitRaft(peer string) bool {
 	return peer == l.leaderHint || slices.Contains(l.via, peer)
 }
 
+// ConfiguredReplicas lists the replicas of this node's latest raft
+// configuration (possibly stale on a node that was removed).
+func (l *Ledger) ConfiguredReplicas() []string {
+	if l.raft == nil {
+		return nil
+	}
+	f := l.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	v, nv := serverIDs(f.Configuration())
+	return append(v, nv...)
+}
+
 // RaftRefused counts raft streams refused because the peer is not a member
 // (inbound: served to us; outbound: dials we refused to make).
 func (l *Ledger) RaftRefused() (inbound, outbound uint64) {

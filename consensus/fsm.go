@@ -21,6 +21,7 @@ var (
 	prefixID        = []byte("i/") // i/<type>\x00<id>        → index be64
 	prefixBalance   = []byte("b/") // b/<peer>                → int64 be64
 	prefixAgreement = []byte("a/") // a/<task id>             → index be64 of the latest agreement
+	prefixFinal     = []byte("f/") // f/<agreement id>        → the attempt's final event kind
 	prefixAdmitted  = []byte("p/") // p/<peer>                → role admitted by a voter's membership entry
 	prefixRefused   = []byte("x/") // x/<raft index be64><n be32> → refusedRecord JSON
 	keyHead         = []byte("m/head")
@@ -283,6 +284,10 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry) (rec Record, dup bool, err
 		err = firstErr(w.addBalance(p.Payer, -p.Amount), w.addBalance(p.Payee, p.Amount))
 	case *MembershipNote:
 		err = w.applyAdmission(p)
+	case *TaskEvent:
+		if p.Event != EventStarted {
+			err = w.set(append(append([]byte{}, prefixFinal...), p.AgreementID...), []byte(p.Event))
+		}
 	}
 	return rec, false, err
 }
@@ -297,6 +302,22 @@ func (f *fsm) checkState(w *writer, p payload) error {
 		}
 		if ok && prev.Attempt >= p.Attempt {
 			return fmt.Errorf("task %q already has agreement %q with attempt %d; a new agreement needs a higher attempt: %w", p.TaskID, prev.ID, prev.Attempt, ErrRejected)
+		}
+		if ok {
+			// Fencing: a new attempt only once the previous one has ended
+			// as lost or failed; while it may still run (no final event,
+			// its lease not yet declared expired) nobody else may run it.
+			end, err := finalEvent(w.txn, prev.ID)
+			if err != nil {
+				return err
+			}
+			if end != EventLost && end != EventFailed {
+				why := "has not ended"
+				if end != "" {
+					why = "ended " + end
+				}
+				return fmt.Errorf("task %q: attempt %d (agreement %q) %s; a new agreement needs the previous attempt lost or failed: %w", p.TaskID, prev.Attempt, prev.ID, why, ErrRejected)
+			}
 		}
 	case *TaskEvent:
 		a, err := f.agreementByID(w, p.AgreementID)
@@ -317,6 +338,22 @@ func (f *fsm) checkState(w *writer, p payload) error {
 		}
 		if !ok {
 			return fmt.Errorf("event %q must be authored by the agreement's provider or broker as documented, not %s: %w", p.Event, p.Author, ErrRejected)
+		}
+		latest, _, err := latestAgreement(w.txn, p.TaskID)
+		if err != nil {
+			return err
+		}
+		if latest.ID != a.ID {
+			return fmt.Errorf("agreement %q is superseded by %q: events of a superseded attempt do not count: %w", a.ID, latest.ID, ErrRejected)
+		}
+		end, err := finalEvent(w.txn, a.ID)
+		if err != nil {
+			return err
+		}
+		if end != "" {
+			// The first final event of an attempt wins: a provider's late
+			// success cannot follow the broker's "lost", nor the reverse.
+			return fmt.Errorf("attempt %q already ended %s; %s does not count: %w", a.ID, end, p.Event, ErrRejected)
 		}
 	case *Settlement:
 		a, err := f.agreementByID(w, p.AgreementID)
@@ -378,6 +415,31 @@ func latestAgreement(txn *badger.Txn, taskID string) (Agreement, bool, error) {
 		return a, false, err
 	}
 	return a, true, json.Unmarshal(rec.Payload, &a)
+}
+
+// finalEvent returns how an attempt ended ("" while it has not).
+func finalEvent(txn *badger.Txn, agreementID string) (string, error) {
+	item, err := txn.Get(append(append([]byte{}, prefixFinal...), agreementID...))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err
+}
+
+// AttemptEnd returns how an attempt ended in the ledger ("" while it has
+// not): the first final event of an attempt is the one that counts.
+func (l *Ledger) AttemptEnd(agreementID string) string {
+	var end string
+	_ = l.fsmDB.View(func(txn *badger.Txn) error {
+		var err error
+		end, err = finalEvent(txn, agreementID)
+		return err
+	})
+	return end
 }
 
 func getRecord(txn *badger.Txn, index uint64) (Record, error) {

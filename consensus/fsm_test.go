@@ -9,7 +9,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -67,7 +69,9 @@ func TestFSMAppliesAndChains(t *testing.T) {
 		{"agreement", agr, nil, false},
 		{"started by provider", eventEntry(t, p, "t1", agr.ID, "ev1", EventStarted), nil, false},
 		{"started by broker is refused", eventEntry(t, b, "t1", agr.ID, "ev2", EventStarted), ErrRejected, false},
+		{"next attempt while the first may run", agreementEntry(t, b, p, "t1", 2), ErrRejected, false},
 		{"lost by broker", eventEntry(t, b, "t1", agr.ID, "ev3", EventLost), nil, false},
+		{"success after lost does not count", eventEntry(t, p, "t1", agr.ID, "ev4", EventSucceeded), ErrRejected, false},
 		{"settlement", settlementEntry(t, b, p, "t1", agr.ID, "s1", 700), nil, false},
 		{"settlement again is a no-op", settlementEntry(t, b, p, "t1", agr.ID, "s1", 700), nil, true},
 		{"same id other payload", settlementEntry(t, b, p, "t1", agr.ID, "s1", 800), ErrRejected, false},
@@ -76,6 +80,8 @@ func TestFSMAppliesAndChains(t *testing.T) {
 		{"stale attempt", agreementEntry(t, b, p, "t1", 1), nil, true},
 		{"same attempt other id", mustEntry(t, TypeAgreement, "agr-other", Agreement{V: 1, ID: "agr-other", TaskID: "t1", Broker: b.ID(), Provider: p.ID(), Attempt: 1, Time: t0}, b, p), ErrRejected, false},
 		{"next attempt", agreementEntry(t, b, p, "t1", 2), nil, false},
+		{"event of the superseded attempt", eventEntry(t, p, "t1", agr.ID, "ev5", EventStarted), ErrRejected, false},
+		{"third attempt while the second may run", agreementEntry(t, b, p, "t1", 3), ErrRejected, false},
 	}
 	var idx uint64 = 1
 	wantIndex := uint64(0)
@@ -256,10 +262,33 @@ func TestVerifyNamesTamperedRecord(t *testing.T) {
 		batch = append(batch, settlementEntry(t, b, p, "t1", agr.ID, fmt.Sprintf("s%d", i), 100))
 	}
 	applyBatches(t, f, 1, [][]Entry{batch})
-	flipPayloadByte(t, f.db, 6)
+	setRecordTime(t, f.db, 4, t0.Add(time.Hour))
 	rep, err := verifyDB(f.db, testVerifier{}, nil)
+	if err != nil || rep.OK || rep.FirstBad != 4 || !strings.Contains(rep.Reason, "record time") {
+		t.Fatalf("verify after changing a record's time = %+v, %v; want first bad index 4", rep, err)
+	}
+	setRecordTime(t, f.db, 4, t0)
+	flipPayloadByte(t, f.db, 6)
+	rep, err = verifyDB(f.db, testVerifier{}, nil)
 	if err != nil || rep.OK || rep.FirstBad != 6 {
 		t.Fatalf("verify after tampering = %+v, %v; want first bad index 6", rep, err)
+	}
+}
+
+// setRecordTime rewrites the time of the stored record at index.
+func setRecordTime(t *testing.T, db *badger.DB, index uint64, at time.Time) {
+	t.Helper()
+	err := db.Update(func(txn *badger.Txn) error {
+		rec, err := getRecord(txn, index)
+		if err != nil {
+			return err
+		}
+		rec.Time = at
+		b, _ := json.Marshal(rec)
+		return txn.Set(recordKey(index), b)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

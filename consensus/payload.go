@@ -40,12 +40,15 @@ type Agreement struct {
 	// Submitter is the peer the task was submitted by (the broker itself
 	// for its local API); with broker and provider, it may cancel the task
 	// and read its logs and results.
-	Submitter string             `json:"submitter,omitempty"`
-	Attempt   int                `json:"attempt"`
-	Price     int64              `json:"price"` // micros per hour
-	Resources map[string]float64 `json:"resources,omitempty"`
-	Driver    string             `json:"driver"`
-	Time      time.Time          `json:"time"`
+	Submitter string `json:"submitter,omitempty"`
+	Attempt   int    `json:"attempt"`
+	// LeaseSeconds is the provider's lease on the attempt: it renews it
+	// with the broker and stops the attempt when it cannot (default 30).
+	LeaseSeconds int                `json:"lease_s,omitempty"`
+	Price        int64              `json:"price"` // micros per hour
+	Resources    map[string]float64 `json:"resources,omitempty"`
+	Driver       string             `json:"driver"`
+	Time         time.Time          `json:"time"`
 }
 
 // Usage is what a task consumed.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -126,6 +127,9 @@ func verifyDB(db *badger.DB, v Verifier, progress func(done, total uint64)) (Ver
 					if batch[i].derr == nil {
 						batch[i].verr = batch[i].rec.Validate(v)
 					}
+					if batch[i].verr == nil && batch[i].derr == nil {
+						batch[i].verr = checkRecordTime(&batch[i].rec)
+					}
 				}
 			}()
 		}
@@ -192,4 +196,18 @@ func verifyDB(db *badger.DB, v Verifier, progress func(done, total uint64)) (Ver
 	}
 	rep.OK = true
 	return rep, nil
+}
+
+// checkRecordTime: a record's time is its signed payload's time (the
+// payload is inside the hash), so a record whose time was changed on disk
+// is caught here.
+func checkRecordTime(r *Record) error {
+	p, err := decodePayload(r.Type, r.Payload)
+	if err != nil {
+		return err
+	}
+	if !p.when().Equal(r.Time) {
+		return fmt.Errorf("record time %s differs from the time %s in its signed payload (record altered)", r.Time.Format(time.RFC3339Nano), p.when().Format(time.RFC3339Nano))
+	}
+	return nil
 }

@@ -96,6 +96,9 @@ func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, err
 
 // Start starts the host, DHT and gossipsub, joins through the bootstrap
 // peers and begins advertising (once SetAdvertSource has been called).
+// maxGossipRPC bounds one gossipsub RPC.
+const maxGossipRPC = 4 << 20
+
 func (n *Node) Start(ctx context.Context) error {
 	if n.host == nil {
 		h, err := newHost(n.id, n.cfg, n.nat.addrs, n.extra...)
@@ -171,7 +174,10 @@ func (n *Node) startPubSub(ctx context.Context) error {
 		pubsub.WithMessageSigning(true),
 		pubsub.WithStrictSignatureVerification(true),
 		pubsub.WithPeerScore(params, thresholds),
-		pubsub.WithMaxMessageSize(1<<20),
+		// Larger than any valid message so oversized adverts (up to this
+		// size) reach the validator and are counted; beyond it gossipsub's
+		// reader drops the RPC before any validator runs.
+		pubsub.WithMaxMessageSize(maxGossipRPC),
 	)
 	if err != nil {
 		return fmt.Errorf("start gossipsub: %w", err)

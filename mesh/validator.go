@@ -17,6 +17,16 @@ const (
 	ReasonSigner    = "forged_signer"
 	ReasonReplayed  = "replayed"
 	ReasonClock     = "clock_skew"
+	ReasonRate      = "rate_limited"
+)
+
+// Per-provider advert rate limit: a token bucket of AdvertBurst adverts
+// refilled at AdvertRate per second. An honest provider republishes at
+// most once per RepublishGap (≥ 100 ms); a flood beyond it is dropped
+// (ignored, so forwarders are not penalised) and counted.
+const (
+	AdvertRate  = 10.0
+	AdvertBurst = 20.0
 )
 
 // ValidatorStats counts the Validator's verdicts.
@@ -40,8 +50,9 @@ type Validator struct {
 }
 
 type seen struct {
-	seq  uint64
-	time time.Time
+	seq    uint64
+	time   time.Time
+	tokens float64 // rate-limit bucket, refilled from time
 }
 
 // NewValidator makes a validator allowing maxSkew between clocks.
@@ -58,7 +69,7 @@ func (v *Validator) Validate(_ context.Context, _ peer.ID, msg *pubsub.Message) 
 	a, reason := v.check(msg.GetFrom(), msg.GetData())
 	switch reason {
 	case "":
-	case ReasonReplayed:
+	case ReasonReplayed, ReasonRate:
 		// Gossip may deliver one publisher's adverts out of order through
 		// different peers: drop a stale one without penalising the honest
 		// forwarder. A replay older than the clock window is rejected by
@@ -95,11 +106,20 @@ func (v *Validator) check(from peer.ID, data []byte) (*Advert, string) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if last, ok := v.lastSeq[a.Provider]; ok && a.Seq <= last.seq {
+	last, ok := v.lastSeq[a.Provider]
+	if ok && a.Seq <= last.seq {
 		v.log.Debug("advert rejected", "reason", ReasonReplayed, "from", from, "seq", a.Seq, "last", last.seq)
 		return nil, ReasonReplayed
 	}
-	v.lastSeq[a.Provider] = seen{seq: a.Seq, time: now}
+	tokens := AdvertBurst
+	if ok {
+		tokens = min(AdvertBurst, last.tokens+now.Sub(last.time).Seconds()*AdvertRate)
+	}
+	if tokens < 1 {
+		v.lastSeq[a.Provider] = seen{seq: last.seq, time: now, tokens: tokens}
+		return nil, ReasonRate
+	}
+	v.lastSeq[a.Provider] = seen{seq: a.Seq, time: now, tokens: tokens - 1}
 	v.accepted++
 	return a, ""
 }

@@ -13,6 +13,10 @@ import (
 
 func testAdvert(t *testing.T, provider string, seq uint64, at time.Time) *Advert {
 	t.Helper()
+	return testAdvertF(provider, seq, at)
+}
+
+func testAdvertF(provider string, seq uint64, at time.Time) *Advert {
 	return &Advert{
 		V: AdvertVersion, Provider: provider, Seq: seq, Time: at, TTLSeconds: 30,
 		Drivers: []DriverInfo{{Name: "local"}},
@@ -134,5 +138,43 @@ func TestTableExpiresAndFilters(t *testing.T) {
 	}
 	if got := len(tb.List(nil)); got != 1 {
 		t.Fatalf("len after expiry = %d, want 1", got)
+	}
+}
+
+// TestValidatorRateLimitsEachProvider: a provider flooding valid adverts
+// gets AdvertBurst through, then AdvertRate per second; another provider
+// is not affected.
+func TestValidatorRateLimitsEachProvider(t *testing.T) {
+	alice, _ := GenerateIdentity()
+	bob, _ := GenerateIdentity()
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	v := NewValidator(time.Minute, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	accepted, limited := 0, 0
+	for seq := uint64(1); seq <= 1000; seq++ {
+		_, reason := v.check(alice.PeerID(), mustJSON(t, testAdvert(t, alice.ID(), seq, now)))
+		switch reason {
+		case "":
+			accepted++
+		case ReasonRate:
+			limited++
+		default:
+			t.Fatalf("advert %d: %s", seq, reason)
+		}
+	}
+	if accepted != int(AdvertBurst) || limited != 1000-int(AdvertBurst) {
+		t.Fatalf("flood of 1000 at one instant: %d accepted, %d limited; want %d accepted", accepted, limited, int(AdvertBurst))
+	}
+	if _, reason := v.check(bob.PeerID(), mustJSON(t, testAdvert(t, bob.ID(), 1, now))); reason != "" {
+		t.Fatalf("another provider's advert: %s", reason)
+	}
+	now = now.Add(time.Second) // refills AdvertRate tokens
+	accepted = 0
+	for seq := uint64(2000); seq < 2100; seq++ {
+		if _, reason := v.check(alice.PeerID(), mustJSON(t, testAdvert(t, alice.ID(), seq, now))); reason == "" {
+			accepted++
+		}
+	}
+	if accepted != int(AdvertRate) {
+		t.Fatalf("one second later: %d accepted, want %d", accepted, int(AdvertRate))
 	}
 }

@@ -110,6 +110,9 @@ func (m *Mesh) add(i int) {
 	}
 	cfg := agent.DefaultConfig()
 	cfg.Ledger.Voters = m.voters
+	// Short leases so tests of lost providers end soon; still long
+	// against scheduling stalls (renewals every 2 s).
+	cfg.Lease = 8 * time.Second
 	cfg.DataDir = dir
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	cfg.APIListen = "127.0.0.1:0"

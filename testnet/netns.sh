@@ -179,11 +179,15 @@ declare -a ids
 for ((i = 1; i <= n; i++)); do
 	ids[i]=$(nsx "$PREFIX-a$i" "$PCM_BIN" --api "$(api)" --data-dir "$TN_DIR/a$i" -o json id --init | jq -r .peer_id)
 done
+voters=()
+for ((i = 1; i <= n; i++)); do
+	voters+=(--ledger-voter "${ids[i]}")
+done
 for ((i = 1; i <= n; i++)); do
 	boot=()
 	((i > 1)) && boot=(--bootstrap "/ip4/$(addr 1)/tcp/4001/p2p/${ids[1]}")
 	nsx "$PREFIX-a$i" setsid "$PCM_BIN" --data-dir "$TN_DIR/a$i" join --listen "$(addr "$i"):4001" \
-		--api-listen 127.0.0.1:8999 --advert-interval 1s --region "ns-a$i" "${boot[@]}" \
+		--api-listen 127.0.0.1:8999 --advert-interval 1s --region "ns-a$i" "${voters[@]}" "${boot[@]}" \
 		</dev/null >"$TN_DIR/a$i.log" 2>&1 &
 	disown "$!" 2>/dev/null || true
 	for _ in {1..150}; do

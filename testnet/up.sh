@@ -28,6 +28,7 @@ options:
   --dir DIR             testnet folder (default testnet/.data, env PCM_TESTNET_DIR)
   --advert-interval D   advert period (default 1s; a provider is gone after 3)
   --timeout SECONDS     how long to wait for convergence (default 90)
+  --lease D             the lease brokers grant on attempts (default 30s)
   --log-level LEVEL     agent log level (default info)
   --no-build            use the existing bin/pcm-agent
   -h, --help            this help
@@ -43,6 +44,7 @@ frameworks=()
 advert=1s
 timeout=90
 loglevel=info
+lease=""
 build=1
 while (($#)); do
 	case $1 in
@@ -56,6 +58,10 @@ while (($#)); do
 		;;
 	--framework)
 		frameworks+=("${2:?--framework needs a file}")
+		shift
+		;;
+	--lease)
+		lease=${2:?--lease needs a duration}
 		shift
 		;;
 	--dir)
@@ -136,8 +142,17 @@ if ((existing == 0)); then
 		for d in "${drivers[@]}"; do
 			args+=(--driver "$d")
 		done
+		[[ -n $lease ]] && args+=(--lease "$lease")
 		printf '%s\n' "${args[@]}" >"$TN_DIR/$name.args"
 		tn_say "  $name  peer $id  p2p 127.0.0.1:$p2p  api 127.0.0.1:$api"
+	done
+	# The testnet's agents trust each other: each is on the ledger's voter
+	# allow-list (the first max_voters to join become voters, the next
+	# non-voters; strangers stay clients).
+	for ((i = 1; i <= n; i++)); do
+		for ((j = 1; j <= n; j++)); do
+			printf -- '--ledger-voter\n%s\n' "$(sed -n 's/^PEER_ID=//p' "$TN_DIR/a$j.env")" >>"$TN_DIR/a$i.args"
+		done
 	done
 	printf 'N=%s\nDRIVERS=%s\nADVERT=%s\n' "$n" "${drivers[*]}" "$advert" >"$TN_DIR/testnet.env"
 else

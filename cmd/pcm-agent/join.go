@@ -42,6 +42,10 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.StringSliceFlag{Name: "price", Usage: "price CLASS=AMOUNT in currency units per unit-hour, e.g. cpu=0.05 (repeatable)"},
 			&cli.BoolFlag{Name: "bootstrap-ledger", Usage: "start a new ledger even though --bootstrap peers are given"},
 			&cli.IntFlag{Name: "max-voters", Usage: "ledger voters at most (default 3)"},
+			&cli.DurationFlag{Name: "lease", Usage: "lease granted to providers on the attempts this agent brokers: a provider silent for 1.5 leases has lost its attempt (default 30s)"},
+			&cli.StringFlag{Name: "ledger-admit", Usage: "who may hold a copy of the ledger: allow-list (default: --ledger-voter/--ledger-non-voter peers and those a voter admits with 'ledger admit'; others are clients) or open (any peer, for meshes that trust each other)"},
+			&cli.StringSliceFlag{Name: "ledger-voter", Usage: "peer id allowed to become a ledger voter (repeatable; used while this agent leads)"},
+			&cli.StringSliceFlag{Name: "ledger-non-voter", Usage: "peer id allowed to become a ledger non-voter (repeatable)"},
 			&cli.StringFlag{Name: "reachability", Usage: "auto (AutoNAT v2 probes), public or private (default auto)"},
 			&cli.BoolFlag{Name: "nat-private-addrs", Usage: "treat private addresses (10/8, 172.16/12, 192.168/16, 100.64/10) as reachable from outside for AutoNAT, relays and hole punching (a private WAN or a test network)"},
 			&cli.BoolFlag{Name: "no-relay-service", Usage: "do not serve as a relay for agents behind NAT when publicly reachable"},
@@ -153,6 +157,16 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 	}
 	if c.IsSet("max-voters") {
 		cfg.Ledger.MaxVoters = c.Int("max-voters")
+	}
+	setString(c, "ledger-admit", &cfg.Ledger.Admit)
+	if c.IsSet("lease") {
+		cfg.Lease = c.Duration("lease")
+	}
+	if c.IsSet("ledger-voter") {
+		cfg.Ledger.Voters = c.StringSlice("ledger-voter")
+	}
+	if c.IsSet("ledger-non-voter") {
+		cfg.Ledger.NonVoters = c.StringSlice("ledger-non-voter")
 	}
 	if c.IsSet("driver") {
 		cfg.Drivers = map[string]yaml.Node{}

@@ -48,9 +48,17 @@ func ledgerCommand() *cli.Command {
 			{
 				Name:   "verify",
 				Usage:  "recompute the hash chain and every signature; exit 1 naming the first bad index",
-				Flags:  []cli.Flag{offline},
+				Flags:  []cli.Flag{offline, &cli.BoolFlag{Name: "peers", Usage: "also compare this replica's chain with every other replica's and name the first index where one differs (a fork)"}},
 				Action: ledgerVerify,
 			},
+			{
+				Name:      "admit",
+				Usage:     "as a voter, admit a peer to the ledger (it becomes a replica when it next joins) or revoke it",
+				ArgsUsage: "<peer-id>",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "role", Value: "voter", Usage: "voter, nonvoter, or client (revokes the admission)"}},
+				Action:    ledgerAdmit,
+			},
+			{Name: "refused", Usage: "list committed entries the ledger refused (forged, unauthorised, invalid)", Action: ledgerRefused},
 			{
 				Name:   "export",
 				Usage:  "write every entry as JSON lines to stdout",
@@ -110,6 +118,9 @@ func ledgerShow(c *cli.Context) error {
 }
 
 func ledgerVerify(c *cli.Context) error {
+	if c.Bool("peers") {
+		return ledgerVerifyPeers(c)
+	}
 	var rep consensus.VerifyReport
 	var err error
 	if c.Bool("offline") {
@@ -205,6 +216,17 @@ func ledgerMembers(c *cli.Context) error {
 		for _, r := range m.Replicas {
 			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%s\t%s\n", r.ID, r.Role, r.ID == m.Leader, r.Index, short(r.Hash, 12), r.Error)
 		}
+		fmt.Fprintf(w, "\nadmission:\t%s\n", m.Policy.Admit)
+		if m.Policy.Admit != consensus.AdmitOpen {
+			fmt.Fprintf(w, "voters allowed:\t%s\n", orNone(m.Policy.Voters))
+			fmt.Fprintf(w, "non-voters allowed:\t%s\n", orNone(m.Policy.NonVoters))
+			var adm []string
+			for p, r := range m.Policy.Admitted {
+				adm = append(adm, fmt.Sprintf("%s (%s)", p, r))
+			}
+			sort.Strings(adm)
+			fmt.Fprintf(w, "admitted by voters:\t%s\n", orNone(adm))
+		}
 	})
 }
 
@@ -230,4 +252,78 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ", ")
+}
+
+// verifyAnswer mirrors agent.VerifyAnswer.
+type verifyAnswer struct {
+	consensus.VerifyReport
+	Peers *consensus.ForkReport `json:"peers,omitempty"`
+}
+
+func ledgerVerifyPeers(c *cli.Context) error {
+	var ans verifyAnswer
+	if err := newAPIClient(c).get(c, "/v1/ledger/verify?peers=1", &ans); err != nil {
+		return err
+	}
+	if err := render(c, ans, func(w io.Writer) {
+		if ans.OK {
+			fmt.Fprintf(w, "local chain OK: %d entries, head %s\n", ans.Entries, ans.Head)
+		} else {
+			fmt.Fprintf(w, "local chain BROKEN at index %d: %s\n", ans.FirstBad, ans.Reason)
+		}
+		fmt.Fprintln(w, "PEER\tHEAD\tCOMPARED UP TO\tRESULT")
+		for _, p := range ans.Peers.Peers {
+			res := "same chain"
+			switch {
+			case p.Error != "":
+				res = "unreachable: " + p.Error
+			case !p.Agree:
+				res = fmt.Sprintf("FORK: chains differ from index %d on", p.DivergesAt)
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", p.Peer, p.Index, p.Compared, res)
+		}
+	}); err != nil {
+		return err
+	}
+	if !ans.OK {
+		return withCode(exitFailure, fmt.Errorf("ledger verification failed at index %d", ans.FirstBad))
+	}
+	if len(ans.Peers.Diverged) > 0 {
+		return withCode(exitFailure, fmt.Errorf("this replica's chain differs from %d other replica(s): %s", len(ans.Peers.Diverged), strings.Join(ans.Peers.Diverged, ", ")))
+	}
+	return nil
+}
+
+func ledgerAdmit(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return withCode(exitUsage, fmt.Errorf("ledger admit needs one argument: the peer id to admit"))
+	}
+	var rec consensus.Receipt
+	req := map[string]string{"peer": c.Args().First(), "role": c.String("role")}
+	if err := newAPIClient(c).do(c.Context, http.MethodPost, "/v1/ledger/admit", req, &rec); err != nil {
+		return err
+	}
+	return render(c, rec, func(w io.Writer) {
+		fmt.Fprintf(w, "admitted %s as %s (ledger index %d); it becomes a replica when it next joins\n", c.Args().First(), c.String("role"), rec.Index)
+	})
+}
+
+func ledgerRefused(c *cli.Context) error {
+	var recs []consensus.RefusedRecord
+	if err := newAPIClient(c).get(c, "/v1/ledger/refused", &recs); err != nil {
+		return err
+	}
+	return render(c, recs, func(w io.Writer) {
+		fmt.Fprintln(w, "RAFT INDEX\tTYPE\tID\tSIGNERS\tREASON")
+		for _, r := range recs {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", r.RaftIndex, r.Type, r.ID, strings.Join(r.Signers, ","), r.Reason)
+		}
+	})
 }
