@@ -25,8 +25,9 @@ run with --nat-private-addrs so AutoNAT, relays and hole punching treat
 this private "internet" as the internet. Then:
   1. waits for the mesh, the ledger and each agent's reachability
      (pub and relay public, n1, n2 and fw private, with relay reservations);
-  2. places a task from every agent on every other agent, and follows the
-     log of one n1 -> n2 task from fw;
+  2. places a task from every agent on every other agent, and follows
+     the logs of an fw -> n1 task (relayed) and an n1 -> n2 task (across
+     both NATs) from their brokers;
   3. kills pub (bootstrap, relay, first ledger voter) while a second round
      of tasks runs among the others, which must all succeed;
   4. checks that every replica's ledger verifies with the same head as
@@ -198,7 +199,7 @@ start_agent() {
 	local a=$1
 	shift
 	nsx "$(ns_of "$a")" setsid "$PCM_BIN" --data-dir "$NAT_DIR/$a" join --listen "${IP[$a]}:4001" \
-		--api-listen 127.0.0.1:8999 --advert-interval 1s --region "nat-$a" --nat-private-addrs "$@" \
+		--api-listen 127.0.0.1:8999 --advert-interval 1s --region "nat-$a" --nat-private-addrs "${ADMIT[@]}" "$@" \
 		</dev/null >>"$NAT_DIR/$a.log" 2>&1 &
 	disown "$!" 2>/dev/null || true
 	for _ in {1..150}; do
@@ -212,11 +213,15 @@ start_agent() {
 	tn_die "agent $a did not answer in 30s; see $NAT_DIR/$a.log"
 }
 
-echo "[2/6] agents: pub first (ledger bootstrap), then n1 and n2 (the next voters), fw, relay"
+echo "[2/6] agents: pub first (ledger bootstrap), then n1 and n2 (voters), fw and relay (non-voters)"
 for a in "${AGENTS[@]}"; do
 	ID[$a]=$(pcm "$a" --data-dir "$NAT_DIR/$a" -o json id --init 2>/dev/null | jq -r .peer_id)
 done
 BOOT=/ip4/${IP[pub]}/tcp/4001/p2p/${ID[pub]}
+# The ledger admits pub and the two NATed providers as voters, the others
+# as non-voters (every agent gets the list: it applies while one leads).
+ADMIT=(--ledger-voter "${ID[pub]}" --ledger-voter "${ID[n1]}" --ledger-voter "${ID[n2]}"
+	--ledger-non-voter "${ID[fw]}" --ledger-non-voter "${ID[relay]}")
 T0=$(date +%s.%N)
 start_agent pub
 for a in n1 n2 fw relay; do start_agent "$a" --bootstrap "$BOOT"; done
@@ -276,10 +281,11 @@ EOF
 	pcm "$from" -o json submit "$f" | jq -r .id
 }
 declare -A TASKS PLACED FAILED
-# await FROM ID: wait for the task's end at its broker; 0 when it succeeded.
+# await FROM ID: wait for the task's end at its broker, until the round's
+# deadline ROUND_END; 0 when it succeeded.
 await() {
-	local from=$1 id=$2 state="" end=$((SECONDS + 180))
-	while ((SECONDS < end)); do
+	local from=$1 id=$2 state=""
+	while ((SECONDS < ROUND_END)); do
 		state=$(acurl "$from" "/v1/tasks/$id" | jq -r .state) || state=""
 		case $state in succeeded | failed | cancelled | expired | lost) break ;; esac
 		sleep 0.5
@@ -301,6 +307,7 @@ round_submit() {
 }
 round_wait() {
 	local f t k bad=0
+	ROUND_END=$((SECONDS + 180))
 	for f in "$@"; do
 		for t in "$@"; do
 			[[ $f == "$t" ]] && continue
@@ -317,31 +324,49 @@ round_wait() {
 	return $bad
 }
 
-echo "[4/6] round 1: a task from every agent to every other agent (20 tasks); fw follows an n1 -> n2 task's log"
+echo "[4/6] round 1: a task from every agent to every other agent (20 tasks); logs followed across NAT"
 round_submit 2 "${AGENTS[@]}"
-follow=$(submit n1 n2 4)
-wait_for 60 "the followed task starts" bash -c "[[ \$(ip netns exec $(ns_of n1) curl -sf $API/v1/tasks/$follow | jq -r .state) =~ running|succeeded ]]" || rc=1
-pcm fw tasks logs -f "$follow" >"$NAT_DIR/follow.out" 2>&1 || true
-sed 's/^/  fw> /' "$NAT_DIR/follow.out"
-if grep -q "done on n2" "$NAT_DIR/follow.out" && (($(grep -c "n2 line" "$NAT_DIR/follow.out") == 4)); then
-	echo "  log of task $follow (broker n1, provider n2) followed from fw: 4 lines + done"
-else
-	echo "  FAIL: the log of $follow did not stream to fw"
-	rc=1
-fi
+# follow BROKER PROVIDER: the broker submits a 4-line task to the provider
+# and follows its log as it is written (task logs are for the submitter,
+# broker and provider only).
+follow() {
+	local b=$1 p=$2 id out
+	id=$(submit "$b" "$p" 4)
+	out=$NAT_DIR/follow-$b-$p.out
+	wait_for 60 "task $id to start" bash -c "[[ \$(ip netns exec $(ns_of "$b") curl -sf $API/v1/tasks/$id | jq -r .state) =~ running|succeeded ]]" || return 1
+	pcm "$b" tasks logs -f "$id" >"$out" 2>&1 || true
+	sed "s/^/  $b> /" "$out"
+	if grep -q "done on $p" "$out" && (($(grep -c "$p line" "$out") == 4)); then
+		echo "  log of task $id followed by $b from $p: 4 lines + done"
+	else
+		echo "  FAIL: the log of task $id did not stream from $p to $b"
+		return 1
+	fi
+}
+follow fw n1 || rc=1 # through the relay: no hole reaches fw
+follow n1 n2 || rc=1 # across both NATs
 round_wait "${AGENTS[@]}" || rc=1
 snap1() { local tag=$1 a; shift; for a in "$@"; do acurl "$a" /v1/peers >"$NAT_DIR/peers-$tag-$a.json" 2>/dev/null || echo '[]' >"$NAT_DIR/peers-$tag-$a.json"; done; }
 snap1 before "${AGENTS[@]}"
 
 echo "[5/6] round 2: tasks among relay, fw, n1, n2 (12 tasks, 4s each); pub (bootstrap, relay, voter) is killed while they run"
 leader_before=$(acurl n1 /v1/ledger/members | jq -r .leader)
+relays() { acurl "$1" /v1/status | jq -r --argjson names "$(for a in "${AGENTS[@]}"; do printf '{"%s":"%s"}' "${ID[$a]}" "$a"; done | jq -s add)" '[.nat.relays[]? | $names[.] // .] | join(",")'; }
+rbefore=$(for a in fw n1 n2; do printf '%s=%s ' "$a" "$(relays "$a")"; done)
 round_submit 4 relay fw n1 n2
 sleep 1
 for pid in $(ip netns pids "$(ns_of pub)"); do kill -KILL "$pid" 2>/dev/null || true; done
-echo "  killed pub at $(date -u +%T) (ledger leader was ${leader_before:0:16}..., pub is ${ID[pub]:0:16}...)"
+echo "  killed pub at $(date -u +%T)"
 round_wait relay fw n1 n2 || rc=1
 leader_after=$(acurl n1 /v1/ledger/members | jq -r '.leader // ""')
-echo "  ledger leader now ${leader_after:0:16}...; relays held: $(for a in fw n1 n2; do printf '%s=%s ' "$a" "$(acurl "$a" /v1/status | jq '.nat.relays | length')"; done)"
+name_of() { local a; for a in "${AGENTS[@]}"; do [[ ${ID[$a]} == "$1" ]] && echo "$a" && return; done; echo "${1:-none}"; }
+echo "  ledger leader: $(name_of "$leader_before") before, $(name_of "$leader_after") after"
+echo "  relay reservations before: $rbefore"
+echo "  relay reservations after:  $(for a in fw n1 n2; do printf '%s=%s ' "$a" "$(relays "$a")"; done)"
+[[ -n $leader_after && $leader_after != "${ID[pub]}" ]] || {
+	echo "FAIL: no ledger leader after pub was killed"
+	rc=1
+}
 
 echo "[6/6] ledgers: every live replica verifies with the same head as n1 (a NATed voter)"
 same_head() {
