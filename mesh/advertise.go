@@ -32,13 +32,7 @@ func (n *Node) Republish() {
 func (n *Node) advertLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.AdvertInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-n.kick:
-		}
+	for tickOrKick(ctx, t.C, n.kick) {
 		if err := n.publishAdvert(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("publish advert", "err", err)
 		}
@@ -50,6 +44,17 @@ func (n *Node) advertLoop(ctx context.Context) {
 		case <-time.After(RepublishGap(n.cfg.AdvertInterval)):
 		}
 	}
+}
+
+// tickOrKick waits for the next tick or a kick; false once ctx is done.
+func tickOrKick(ctx context.Context, tick <-chan time.Time, kick <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tick:
+	case <-kick:
+	}
+	return true
 }
 
 // RepublishGap is the least time between two adverts: a tenth of the

@@ -129,19 +129,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.connectBootstrap(ctx)
-	n.goLoop(func() { n.advertLoop(runCtx) })
-	n.goLoop(func() { n.expireLoop(runCtx) })
-	n.goLoop(func() { n.bootstrapLoop(runCtx) })
+	n.wg.Go(func() { n.advertLoop(runCtx) })
+	n.wg.Go(func() { n.expireLoop(runCtx) })
+	n.wg.Go(func() { n.bootstrapLoop(runCtx) })
 	n.log.Info("mesh started", "peer", n.id.ID(), "addrs", n.Addrs())
 	return nil
-}
-
-func (n *Node) goLoop(f func()) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
 }
 
 func (n *Node) startRouting() error {
@@ -195,12 +187,12 @@ func (n *Node) startPubSub(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", AdvertsTopic, err)
 	}
-	n.goLoop(func() { n.readAdverts(ctx, sub) })
+	n.wg.Go(func() { n.readAdverts(ctx, sub) })
 	events, err := t.EventHandler()
 	if err != nil {
 		return fmt.Errorf("watch %s peers: %w", AdvertsTopic, err)
 	}
-	n.goLoop(func() { n.greetNewPeers(ctx, events) })
+	n.wg.Go(func() { n.greetNewPeers(ctx, events) })
 	return nil
 }
 
