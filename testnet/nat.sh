@@ -25,9 +25,10 @@ run with --nat-private-addrs so AutoNAT, relays and hole punching treat
 this private "internet" as the internet. Then:
   1. waits for the mesh, the ledger and each agent's reachability
      (pub and relay public, n1, n2 and fw private, with relay reservations);
-  2. places a task from every agent on every other agent, and follows
-     the logs of an fw -> n1 task (relayed) and an n1 -> n2 task (across
-     both NATs) from their brokers;
+  2. places a task from every agent on every other agent, follows the
+     logs of an fw -> n1 task (relayed) and an n1 -> n2 task (across both
+     NATs) from their brokers, and submits over /pcm/submit from fw's
+     network to n2 through the relay agent;
   3. kills pub (bootstrap, relay, first ledger voter) while a second round
      of tasks runs among the others, which must all succeed;
   4. checks that every replica's ledger verifies with the same head as
@@ -345,6 +346,16 @@ follow() {
 }
 follow fw n1 || rc=1 # through the relay: no hole reaches fw
 follow n1 n2 || rc=1 # across both NATs
+# /pcm/submit/1.0.0 from a short-lived client host in fw's network to n2,
+# dialled through the relay agent: n2 brokers it onto fw.
+circuit=/ip4/${IP[relay]}/tcp/4001/p2p/${ID[relay]}/p2p-circuit/p2p/${ID[n2]}
+if out=$(pcm fw --data-dir "$NAT_DIR/fw-client" submit --wait --peer "$circuit" "$NAT_DIR/task-n2-fw-2.yaml" 2>&1); then
+	echo "  submit --peer $circuit (from fw's network): succeeded"
+	PLACED["fw n2"]=$((${PLACED["fw n2"]:-0} + 1))
+else
+	echo "  FAIL: submit over the mesh through the relay: $(tail -n 3 <<<"$out")"
+	rc=1
+fi
 round_wait "${AGENTS[@]}" || rc=1
 snap1() { local tag=$1 a; shift; for a in "$@"; do acurl "$a" /v1/peers >"$NAT_DIR/peers-$tag-$a.json" 2>/dev/null || echo '[]' >"$NAT_DIR/peers-$tag-$a.json"; done; }
 snap1 before "${AGENTS[@]}"

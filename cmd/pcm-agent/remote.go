@@ -30,7 +30,9 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte) error {
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs)
+	// EnableRelay: the peer may be behind NAT, reachable at a
+	// /p2p-circuit address only (NoListenAddrs alone leaves relaying off).
+	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs, libp2p.EnableRelay())
 	if err != nil {
 		return fmt.Errorf("start a libp2p client: %w", err)
 	}
