@@ -379,28 +379,33 @@ func (m *nat) maintainLoop(ctx context.Context) {
 	for tickOrKick(ctx, t.C, m.kick) {
 		m.maintainRelayService()
 		m.maintainReservations(ctx)
-		m.retryHolePunches(ctx)
+		m.upgradeRelayed(ctx)
 	}
 }
 
-// retryHolePunches asks DCUtR again for peers reachable only through a
-// relay. Of two such peers the one with the smaller id asks, so the two
-// do not start clashing attempts.
-func (m *nat) retryHolePunches(ctx context.Context) {
+// upgradeRelayed replaces relayed connections with direct ones: a peer
+// whose advert says public is dialled directly at once (no hole needed);
+// for the others DCUtR is asked again every holePunchRetry. Of two NATed
+// peers the one with the smaller id asks, so they do not start clashing
+// attempts.
+func (m *nat) upgradeRelayed(ctx context.Context) {
 	// DirectConnect blocks until the service has an address to offer
-	// (it registers its protocol then): ask only once it has.
-	if m.hps == nil || !slices.Contains(m.h.Mux().Protocols(), holepunch.Protocol) {
-		return
-	}
+	// (it registers its protocol then): punch only once it has.
+	punch := m.hps != nil && slices.Contains(m.h.Mux().Protocols(), holepunch.Protocol)
 	now := time.Now()
 	for _, p := range m.h.Network().Peers() {
-		if p >= m.h.ID() || !onlyRelayed(m.h.Network().ConnsToPeer(p)) {
+		if !onlyRelayed(m.h.Network().ConnsToPeer(p)) {
+			continue
+		}
+		e, known := m.table.Get(p.String())
+		public := known && e.Advert.Reachability == ReachabilityPublic
+		if !public && (!punch || p >= m.h.ID()) {
 			continue
 		}
 		m.mu.Lock()
 		last, tried := m.punched[p]
 		h := m.history[p]
-		due := (!tried || now.Sub(last) > holePunchRetry) && h != nil && now.Sub(h.relayedAt) > holePunchRetry/3
+		due := (!tried || now.Sub(last) > holePunchRetry) && h != nil && (public || now.Sub(h.relayedAt) > holePunchRetry/3)
 		if due {
 			m.punched[p] = now
 		}
@@ -409,8 +414,16 @@ func (m *nat) retryHolePunches(ctx context.Context) {
 			continue
 		}
 		m.wg.Go(func() {
-			if err := m.hps.DirectConnect(p); err != nil && ctx.Err() == nil {
-				m.log.Debug("hole punch failed; staying on the relay", "peer", p, "err", err)
+			var err error
+			if public {
+				dctx, cancel := context.WithTimeout(network.WithForceDirectDial(ctx, "public peer"), 10*time.Second)
+				err = m.h.Connect(dctx, peer.AddrInfo{ID: p})
+				cancel()
+			} else {
+				err = m.hps.DirectConnect(p)
+			}
+			if err != nil && ctx.Err() == nil {
+				m.log.Debug("no direct connection yet; staying on the relay", "peer", p, "public", public, "err", err)
 			}
 		})
 	}
