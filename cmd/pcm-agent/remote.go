@@ -86,7 +86,7 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte) error {
 
 // exchange sends one frame on a new stream and reads one frame back.
 func exchange(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req, resp any) error {
-	s, err := h.NewStream(ctx, p, proto)
+	s, err := h.NewStream(mesh.AllowRelayed(ctx), p, proto)
 	if err != nil {
 		return withCode(exitUnavailable, fmt.Errorf("open %s: %w", proto, err))
 	}
