@@ -168,7 +168,7 @@ router() {
 	nsx "$(ns_of "$a")" ip addr add "${IP[$a]}/24" dev eth0
 	nsx "$(ns_of "$a")" ip link set eth0 up
 	nsx "$(ns_of "$a")" ip route add default via "10.77.$i.1"
-	nsx "$r" sysctl -qw net.ipv4.ip_forward=1
+	nsx "$r" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward' # this namespace only
 	nsx "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE "$@"
 	nsx "$r" iptables -A FORWARD -i lan -o wan -j ACCEPT
 	nsx "$r" iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
