@@ -206,7 +206,7 @@ func (m *nat) poke() {
 
 // allowed reports whether a is an address a remote peer could dial.
 func (m *nat) allowed(a ma.Multiaddr) bool {
-	if isCircuit(a) || manet.IsIPLoopback(a) || manet.IsIPUnspecified(a) {
+	if isCircuit(a) || manet.IsIPUnspecified(a) || manet.IsIPLoopback(a) && !m.cfg.allowLoopback {
 		return false
 	}
 	return manet.IsPublicAddr(a) || m.cfg.AllowPrivateAddrs && manet.IsPrivateAddr(a)

@@ -144,6 +144,46 @@ func TestAdvertCarriesReachabilityAndRelayAddrs(t *testing.T) {
 	}
 }
 
+// TestAutoNATTellsPublicFromPrivate: agents that accept inbound
+// connections learn they are public from their peers' dial-backs; one
+// whose "firewall" (a gater) refuses every inbound connection learns it is
+// private, reserves on a public agent and advertises the relay address.
+func TestAutoNATTellsPublicFromPrivate(t *testing.T) {
+	nat := NATConfig{AllowPrivateAddrs: true, allowLoopback: true}
+	a := startNodeWith(t, Config{NAT: nat})
+	b := startNodeWith(t, Config{Bootstrap: a.Addrs()[:1], NAT: nat})
+	c := startNodeWith(t, Config{Bootstrap: a.Addrs()[:1], NAT: nat}, withLibp2p(libp2p.ConnectionGater(noInbound{})))
+	for name, n := range map[string]*Node{"a": a, "b": b} {
+		waitFor(t, 60*time.Second, name+" to find it is public", func() bool { return n.NAT().Reachability == ReachabilityPublic })
+	}
+	waitFor(t, 60*time.Second, "c to find it is private", func() bool { return c.NAT().Reachability == ReachabilityPrivate })
+	waitFor(t, 30*time.Second, "c to hold a reservation and advertise its relay address", func() bool {
+		if len(c.NAT().Relays) == 0 {
+			return false
+		}
+		for _, s := range c.NextAdvert().Addrs {
+			if strings.Contains(s, "/p2p-circuit/p2p/"+c.Identity().ID()) {
+				return true
+			}
+		}
+		return false
+	})
+	if !a.NAT().RelayService || c.NAT().RelayService {
+		t.Fatalf("relay service: a %v (public, want on), c %v (private, want off)", a.NAT().RelayService, c.NAT().RelayService)
+	}
+}
+
+// noInbound is a firewall that drops every inbound connection.
+type noInbound struct{}
+
+func (noInbound) InterceptPeerDial(peer.ID) bool               { return true }
+func (noInbound) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (noInbound) InterceptAccept(network.ConnMultiaddrs) bool  { return false }
+func (noInbound) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (noInbound) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
 func TestNATConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		nat  NATConfig

@@ -43,6 +43,10 @@ type NATConfig struct {
 	// ProbeInterval is how often reachability is re-checked once known
 	// (default 1m; every 2s while unknown).
 	ProbeInterval time.Duration
+
+	// allowLoopback counts loopback addresses as dialable (tests on
+	// 127.0.0.1 only).
+	allowLoopback bool
 }
 
 // RelayLimits bound what a relay spends on others. A zero field takes the
