@@ -59,18 +59,28 @@ type nat struct {
 
 	reach atomic.Value // string
 
-	mu       sync.Mutex
-	relay    *relayv2.Relay
-	rsvps    map[peer.ID]*client.Reservation
-	backoff  map[peer.ID]time.Time
-	circuits []ma.Multiaddr
-	observed map[peer.ID]ma.Multiaddr
-	history  map[peer.ID]*connHistory
-	punched  map[peer.ID]time.Time
+	mu sync.Mutex // guards rl and pv
+	rl relayState
+	pv peerState
 
 	kick   chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+}
+
+// relayState is the relay service and the reservations held.
+type relayState struct {
+	svc      *relayv2.Relay                  // while public
+	rsvps    map[peer.ID]*client.Reservation // while not public
+	backoff  map[peer.ID]time.Time           // relays that refused us, until
+	circuits []ma.Multiaddr                  // our /p2p-circuit addresses
+}
+
+// peerState is what nat remembers per connected peer.
+type peerState struct {
+	observed map[peer.ID]ma.Multiaddr // our address as that peer sees it
+	history  map[peer.ID]*connHistory
+	punched  map[peer.ID]time.Time // last upgrade attempt
 }
 
 // connHistory remembers how a peer was first reached.
@@ -90,12 +100,9 @@ const (
 func newNAT(cfg NATConfig, static []peer.AddrInfo, log *slog.Logger, republish func()) *nat {
 	m := &nat{
 		cfg: cfg, static: static, log: log, republish: republish,
-		rsvps:    map[peer.ID]*client.Reservation{},
-		backoff:  map[peer.ID]time.Time{},
-		observed: map[peer.ID]ma.Multiaddr{},
-		history:  map[peer.ID]*connHistory{},
-		punched:  map[peer.ID]time.Time{},
-		kick:     make(chan struct{}, 1),
+		rl:   relayState{rsvps: map[peer.ID]*client.Reservation{}, backoff: map[peer.ID]time.Time{}},
+		pv:   peerState{observed: map[peer.ID]ma.Multiaddr{}, history: map[peer.ID]*connHistory{}, punched: map[peer.ID]time.Time{}},
+		kick: make(chan struct{}, 1),
 	}
 	switch cfg.Reachability {
 	case ReachabilityPublic, ReachabilityPrivate:
@@ -111,11 +118,12 @@ func newNAT(cfg NATConfig, static []peer.AddrInfo, log *slog.Logger, republish f
 func (m *nat) addrs(in []ma.Multiaddr) []ma.Multiaddr {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append(slices.Clone(in), m.circuits...)
+	return append(slices.Clone(in), m.rl.circuits...)
 }
 
 // start brings up AutoNAT v2 (client and server), hole punching and the
-// loops. keyOpts are the transport options of the mesh host.
+// loops. transport are the mesh host's transport options (the dial-back
+// host uses the same).
 func (m *nat) start(h host.Host, table *Table, transport []libp2p.Option) error {
 	m.h, m.table = h, table
 	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
@@ -178,9 +186,9 @@ func (m *nat) close() error {
 	m.wg.Wait()
 	var errs []error
 	m.mu.Lock()
-	if m.relay != nil {
-		errs = append(errs, m.relay.Close())
-		m.relay = nil
+	if m.rl.svc != nil {
+		errs = append(errs, m.rl.svc.Close())
+		m.rl.svc = nil
 	}
 	m.mu.Unlock()
 	if m.hps != nil {
@@ -225,7 +233,7 @@ func (m *nat) ownAddrs() []ma.Multiaddr {
 		out = append(out, ifaces...)
 	}
 	m.mu.Lock()
-	for _, a := range m.observed {
+	for _, a := range m.pv.observed {
 		out = append(out, a)
 	}
 	m.mu.Unlock()
@@ -255,7 +263,7 @@ func (m *nat) watchIdentify(ctx context.Context, sub event.Subscription) {
 			ev := e.(event.EvtPeerIdentificationCompleted)
 			if ev.ObservedAddr != nil && ev.Conn != nil && !isCircuit(ev.Conn.RemoteMultiaddr()) && m.allowed(ev.ObservedAddr) {
 				m.mu.Lock()
-				m.observed[ev.Peer] = ev.ObservedAddr
+				m.pv.observed[ev.Peer] = ev.ObservedAddr
 				m.mu.Unlock()
 			}
 			m.poke()
@@ -268,10 +276,10 @@ func (m *nat) connected(_ network.Network, c network.Conn) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h := m.history[p]
+	h := m.pv.history[p]
 	if h == nil {
 		h = &connHistory{}
-		m.history[p] = h
+		m.pv.history[p] = h
 	}
 	switch {
 	case isCircuit(c.RemoteMultiaddr()):
@@ -295,9 +303,9 @@ func (m *nat) disconnected(_ network.Network, c network.Conn) {
 			return
 		}
 		m.mu.Lock()
-		delete(m.history, p)
-		delete(m.observed, p)
-		delete(m.punched, p)
+		delete(m.pv.history, p)
+		delete(m.pv.observed, p)
+		delete(m.pv.punched, p)
 		m.mu.Unlock()
 		m.poke()
 	}()
@@ -403,11 +411,11 @@ func (m *nat) upgradeRelayed(ctx context.Context) {
 			continue
 		}
 		m.mu.Lock()
-		last, tried := m.punched[p]
-		h := m.history[p]
+		last, tried := m.pv.punched[p]
+		h := m.pv.history[p]
 		due := (!tried || now.Sub(last) > holePunchRetry) && h != nil && (public || now.Sub(h.relayedAt) > holePunchRetry/3)
 		if due {
-			m.punched[p] = now
+			m.pv.punched[p] = now
 		}
 		m.mu.Unlock()
 		if !due {
@@ -457,12 +465,12 @@ func (m *nat) status() NATStatus {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st.RelayService = m.relay != nil
-	for id := range m.rsvps {
+	st.RelayService = m.rl.svc != nil
+	for id := range m.rl.rsvps {
 		st.Relays = append(st.Relays, id.String())
 	}
 	slices.Sort(st.Relays)
-	for _, a := range m.observed {
+	for _, a := range m.pv.observed {
 		st.ObservedAddrs = append(st.ObservedAddrs, a.String())
 	}
 	slices.Sort(st.ObservedAddrs)
@@ -475,7 +483,7 @@ func (m *nat) status() NATStatus {
 func (m *nat) historyOf(p peer.ID) (relayedAt, directAt time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h := m.history[p]; h != nil {
+	if h := m.pv.history[p]; h != nil {
 		return h.relayedAt, h.directAt
 	}
 	return time.Time{}, time.Time{}

@@ -21,18 +21,18 @@ func (m *nat) maintainRelayService() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
-	case want && m.relay == nil:
+	case want && m.rl.svc == nil:
 		r, err := relayv2.New(m.h, m.relayOptions()...)
 		if err != nil {
 			m.log.Warn("relay service did not start", "err", err)
 			return
 		}
-		m.relay = r
+		m.rl.svc = r
 		m.log.Info("relay service on", "max_reservations", m.cfg.Relay.MaxReservations,
 			"max_circuits", m.cfg.Relay.MaxCircuits, "limit_duration", m.cfg.Relay.Duration, "limit_bytes", m.cfg.Relay.DataBytes)
-	case !want && m.relay != nil:
-		_ = m.relay.Close()
-		m.relay = nil
+	case !want && m.rl.svc != nil:
+		_ = m.rl.svc.Close()
+		m.rl.svc = nil
 		m.log.Info("relay service off", "reachability", m.reachability())
 	}
 }
@@ -84,14 +84,14 @@ func (m *nat) maintainReservations(ctx context.Context) {
 	now := time.Now()
 	m.mu.Lock()
 	changed := false
-	for id, r := range m.rsvps {
+	for id, r := range m.rl.rsvps {
 		if public || m.h.Network().Connectedness(id) != network.Connected || r.Expiration.Before(now.Add(5*time.Minute)) {
-			delete(m.rsvps, id)
+			delete(m.rl.rsvps, id)
 			m.h.ConnManager().Unprotect(id, "relay")
 			changed = true
 		}
 	}
-	need := m.cfg.NumRelays - len(m.rsvps)
+	need := m.cfg.NumRelays - len(m.rl.rsvps)
 	m.mu.Unlock()
 	if !public && need > 0 {
 		for _, ai := range m.relayCandidates() {
@@ -116,14 +116,14 @@ func (m *nat) relayCandidates() []peer.AddrInfo {
 	now := time.Now()
 	seen := map[peer.ID]bool{m.h.ID(): true}
 	m.mu.Lock()
-	for id := range m.rsvps {
+	for id := range m.rl.rsvps {
 		seen[id] = true
 	}
-	for id, until := range m.backoff {
+	for id, until := range m.rl.backoff {
 		if until.After(now) {
 			seen[id] = true
 		} else {
-			delete(m.backoff, id)
+			delete(m.rl.backoff, id)
 		}
 	}
 	m.mu.Unlock()
@@ -161,11 +161,11 @@ func (m *nat) reserve(ctx context.Context, ai peer.AddrInfo) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
-		m.backoff[ai.ID] = time.Now().Add(reserveBackoff)
+		m.rl.backoff[ai.ID] = time.Now().Add(reserveBackoff)
 		m.log.Debug("relay reservation refused", "relay", ai.ID, "err", err)
 		return false
 	}
-	m.rsvps[ai.ID] = r
+	m.rl.rsvps[ai.ID] = r
 	m.h.ConnManager().Protect(ai.ID, "relay")
 	m.log.Info("relay reservation", "relay", ai.ID, "until", r.Expiration.UTC().Format(time.RFC3339))
 	return true
@@ -177,7 +177,7 @@ func (m *nat) updateCircuits() {
 	circuit := ma.StringCast("/p2p-circuit")
 	m.mu.Lock()
 	var out []ma.Multiaddr
-	for id, r := range m.rsvps {
+	for id, r := range m.rl.rsvps {
 		addrs := r.Addrs
 		if len(addrs) == 0 {
 			for _, a := range m.h.Peerstore().Addrs(id) {
@@ -191,8 +191,8 @@ func (m *nat) updateCircuits() {
 		}
 	}
 	slices.SortFunc(out, ma.Multiaddr.Compare)
-	changed := !slices.EqualFunc(out, m.circuits, ma.Multiaddr.Equal)
-	m.circuits = out
+	changed := !slices.EqualFunc(out, m.rl.circuits, ma.Multiaddr.Equal)
+	m.rl.circuits = out
 	m.mu.Unlock()
 	if changed {
 		m.log.Info("relay addresses", "addrs", out)
