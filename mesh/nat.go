@@ -36,8 +36,8 @@ import (
 //   - reservations: while not public, the agent keeps NumRelays relay
 //     reservations and announces the /p2p-circuit addresses they give;
 //   - hole punching: DCUtR on every relayed connection (libp2p tries once
-//     when it arrives; nat retries every holePunchRetry while a peer is
-//     reachable only through a relay).
+//     when it arrives; nat retries, backing off from holePunchRetry to
+//     maxPunchRetry, while a peer is reachable only through a relay).
 //
 // pcm runs these itself instead of libp2p's AutoRelay and built-in
 // AutoNAT/hole punching wiring because those drop every non-public address
@@ -80,7 +80,19 @@ type relayState struct {
 type peerState struct {
 	observed map[peer.ID]ma.Multiaddr // our address as that peer sees it
 	history  map[peer.ID]*connHistory
-	punched  map[peer.ID]time.Time // last upgrade attempt
+	punched  map[peer.ID]attempts // upgrades tried
+}
+
+// attempts counts the tries to replace a peer's relayed connection by a
+// direct one; they back off from holePunchRetry to maxPunchRetry, so a
+// pair no hole can join (symmetric NAT) costs little.
+type attempts struct {
+	last time.Time
+	n    int
+}
+
+func (a attempts) due(now time.Time) bool {
+	return a.n == 0 || now.Sub(a.last) > min(holePunchRetry<<min(a.n-1, 10), maxPunchRetry)
 }
 
 // connHistory remembers how a peer was first reached.
@@ -93,6 +105,7 @@ type connHistory struct {
 const (
 	reserveBackoff = 15 * time.Second
 	holePunchRetry = 15 * time.Second
+	maxPunchRetry  = 10 * time.Minute
 	maintainEvery  = 2 * time.Second
 	probeTimeout   = 20 * time.Second
 )
@@ -101,7 +114,7 @@ func newNAT(cfg NATConfig, static []peer.AddrInfo, log *slog.Logger, republish f
 	m := &nat{
 		cfg: cfg, static: static, log: log, republish: republish,
 		rl:   relayState{rsvps: map[peer.ID]*client.Reservation{}, backoff: map[peer.ID]time.Time{}},
-		pv:   peerState{observed: map[peer.ID]ma.Multiaddr{}, history: map[peer.ID]*connHistory{}, punched: map[peer.ID]time.Time{}},
+		pv:   peerState{observed: map[peer.ID]ma.Multiaddr{}, history: map[peer.ID]*connHistory{}, punched: map[peer.ID]attempts{}},
 		kick: make(chan struct{}, 1),
 	}
 	switch cfg.Reachability {
@@ -393,7 +406,8 @@ func (m *nat) maintainLoop(ctx context.Context) {
 
 // upgradeRelayed replaces relayed connections with direct ones: a peer
 // whose advert says public is dialled directly at once (no hole needed);
-// for the others DCUtR is asked again every holePunchRetry. Of two NATed
+// for the others DCUtR is asked again, backing off from holePunchRetry
+// to maxPunchRetry. Of two NATed
 // peers the one with the smaller id asks, so they do not start clashing
 // attempts.
 func (m *nat) upgradeRelayed(ctx context.Context) {
@@ -411,11 +425,11 @@ func (m *nat) upgradeRelayed(ctx context.Context) {
 			continue
 		}
 		m.mu.Lock()
-		last, tried := m.pv.punched[p]
+		a := m.pv.punched[p]
 		h := m.pv.history[p]
-		due := (!tried || now.Sub(last) > holePunchRetry) && h != nil && (public || now.Sub(h.relayedAt) > holePunchRetry/3)
+		due := a.due(now) && h != nil && (public || now.Sub(h.relayedAt) > holePunchRetry/3)
 		if due {
-			m.pv.punched[p] = now
+			m.pv.punched[p] = attempts{last: now, n: a.n + 1}
 		}
 		m.mu.Unlock()
 		if !due {

@@ -184,6 +184,26 @@ func (noInbound) InterceptSecured(network.Direction, peer.ID, network.ConnMultia
 }
 func (noInbound) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
+func TestHolePunchRetriesBackOff(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		a    attempts
+		want bool
+	}{
+		{attempts{}, true},
+		{attempts{last: now.Add(-10 * time.Second), n: 1}, false},
+		{attempts{last: now.Add(-16 * time.Second), n: 1}, true},
+		{attempts{last: now.Add(-16 * time.Second), n: 2}, false}, // 30 s after the second
+		{attempts{last: now.Add(-31 * time.Second), n: 2}, true},
+		{attempts{last: now.Add(-9 * time.Minute), n: 50}, false}, // capped at 10 min
+		{attempts{last: now.Add(-11 * time.Minute), n: 50}, true},
+	} {
+		if got := tc.a.due(now); got != tc.want {
+			t.Errorf("%d attempts, last %s ago: due = %v, want %v", tc.a.n, now.Sub(tc.a.last), got, tc.want)
+		}
+	}
+}
+
 func TestNATConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		nat  NATConfig
