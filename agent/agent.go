@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pcm-mesh/pcm/agent/web"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/mesh"
@@ -42,6 +43,7 @@ type Agent struct {
 
 	api     *http.Server
 	apiAddr string
+	web     *web.Server // the page at /; closed before api shuts down
 	started time.Time
 
 	ledger       *consensus.Ledger
@@ -111,6 +113,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 
 func (a *Agent) meshConfig() (mesh.Config, error) {
 	mc := mesh.Config{
+		UserAgent:      UserAgent(a.deps.Version),
 		Listen:         a.cfg.Listen,
 		Bootstrap:      a.cfg.Bootstrap,
 		AdvertInterval: a.cfg.AdvertInterval,
@@ -125,6 +128,15 @@ func (a *Agent) meshConfig() (mesh.Config, error) {
 		mc.SwarmKey = key
 	}
 	return mc, nil
+}
+
+// UserAgent is what an agent of this version reports in libp2p's
+// identify protocol: "pcm/<version>".
+func UserAgent(version string) string {
+	if version == "" {
+		version = "dev"
+	}
+	return "pcm/" + version
 }
 
 // Start brings up the mesh, the drivers' recovery, the advert loop and the
@@ -193,6 +205,9 @@ func (a *Agent) startAPI() error {
 		}
 	})
 	a.log.Info("api listening", "url", a.APIURL())
+	if err := a.writeAPIFile(); err != nil {
+		a.log.Warn("cannot record the API address in the data dir; `pcm-agent --data-dir` will not find this agent", "err", err)
+	}
 	return nil
 }
 
@@ -214,7 +229,11 @@ func (a *Agent) ID() string { return a.deps.Identity.ID() }
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
+		if a.web != nil {
+			a.web.Close() // ends the page's event streams
+		}
 		if a.api != nil {
+			errs = append(errs, a.removeAPIFile())
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, a.api.Shutdown(ctx))
 			cancel()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -13,24 +14,36 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// routes builds the HTTP API. Every /v1 route answers JSON; errors are
-// {"error": "..."}.
+// routes builds the HTTP API and mounts the web page at / (webpage.go).
+// Every /v1 route answers JSON; errors are {"error": "..."}.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/peers", a.handlePeers)
 	mux.HandleFunc("GET /v1/resources", a.handleResources)
+	mux.HandleFunc("POST /v1/tasks/plan", a.handlePlan)
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.ledgerRoutes(mux)
 	a.taskRoutes(mux)
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, r.URL.Path))
+	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s %s", r.Method, clip(r.URL.Path)))
 	})
-	return a.auth(mux)
+	checked := checkRequest(mux)
+	root := http.NewServeMux()
+	root.Handle("/v1/", a.auth(checked))
+	root.Handle("/metrics", a.auth(checked))
+	root.Handle("/", a.webPage(mux))
+	return root
 }
 
 // auth requires "Authorization: Bearer <token>" when a token is set.
+//
+// Without a token the API is on loopback, where any web site the user
+// visits could still send it requests from the browser: requests that a
+// browser marks as coming from another site (Origin or Sec-Fetch-Site) are
+// refused, so a page cannot submit or cancel tasks through a local agent.
 func (a *Agent) auth(next http.Handler) http.Handler {
+	next = sameOrigin(next)
 	if a.cfg.APIToken == "" {
 		return next
 	}
@@ -40,6 +53,25 @@ func (a *Agent) auth(next http.Handler) http.Handler {
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong API token: send Authorization: Bearer <token> (pcm-agent --api-token)"))
 			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOrigin refuses cross-site browser requests (CSRF); the CLI and other
+// programs send neither header.
+func sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+			writeError(w, http.StatusForbidden, errors.New("cross-site browser request refused: use the agent's own page or the CLI"))
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if err != nil || u.Host != r.Host {
+				writeError(w, http.StatusForbidden, fmt.Errorf("request from origin %q refused: only the agent's own page (%s) may call the API from a browser", o, r.Host))
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -52,14 +52,18 @@ func TestAPITokenRequired(t *testing.T) {
 
 func TestLoadConfigNamesBadField(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
-		{"regoin: x\n", "line 1: regoin: field regoin not found"},
-		{"advert_interval: soon\n", "advert_interval"},
+		{"regoin: x\n", `line 1: regoin: unknown field "regoin"; known fields: advert_interval, api_listen,`},
+		{"ledger:\n  max_votrs: 3\n", `line 2: ledger.max_votrs: unknown field "max_votrs"; known fields: bootstrap, max_non_voters, max_voters,`},
+		{"advert_interval: soon\n", "line 1: advert_interval: `soon` is not a duration"},
+		{"labels: [a]\n", "line 1: labels: a list is not a mapping"},
+		// yaml names line 2 (where the mapping began); the text broke on 3.
+		{"labels:\n  a: b\n c: d\n", "line 3: not valid YAML: did not find expected key"},
 		{"drivers:\n  docker: {}\n", "drivers.docker"},
 		{"prices:\n  cpu: -1\n", "prices.cpu"},
 		{"ledger:\n  raft_multiplier: 50\n", "ledger.raft_multiplier 50: use 1 to 10"},
 	} {
 		_, err := agent.LoadConfig("agent.yaml", []byte(tc.doc))
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "agent.yaml") {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "agent.yaml") || strings.Contains(err.Error(), "agent.Config") {
 			t.Errorf("%q: err = %v, want it to name agent.yaml and %q", tc.doc, err, tc.want)
 		}
 	}
@@ -105,6 +109,36 @@ func TestAPIBodyLimitsAnswer413(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Fatalf("POST %s with 300 KiB: %d %s; want 413", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestAPIRefusesCrossSiteBrowserRequests: a web page on another site cannot
+// submit a task through a local agent (CSRF); the CLI (no Origin) can.
+func TestAPIRefusesCrossSiteBrowserRequests(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	url := m.Nodes[0].Agent().APIURL() + "/v1/tasks"
+	doc := "name: x\nresources: {cpu: 0.1, memory: 16Mi}\ndriver: local\ncommand: [\"true\"]\n"
+	for _, tc := range []struct {
+		header, value string
+		want          int
+	}{
+		{"Origin", "https://evil.example", http.StatusForbidden},
+		{"Sec-Fetch-Site", "cross-site", http.StatusForbidden},
+		{"", "", http.StatusCreated},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(doc))
+		req.Header.Set("Content-Type", "text/plain")
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %q: status %d, want %d", tc.header, tc.value, resp.StatusCode, tc.want)
 		}
 	}
 }

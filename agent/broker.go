@@ -567,9 +567,11 @@ func (b *broker) award(t *Task, fw *rules.Framework, rt *rules.Task, cfp CFP, o 
 	return true
 }
 
-// adopt takes up an agreement of this broker's that committed after its
-// round gave up on it (the proposal's outcome was unknown, e.g. the
-// leader changed): the ledger is the truth, the task is placed there. An
+// adopt takes up an agreement of this broker's as soon as the ledger
+// applies it: usually just before the round that proposed it records it
+// itself, and also after that round gave up on it (the proposal's outcome
+// was unknown, e.g. the leader changed). The ledger is the truth, the task
+// is placed there; the note does not guess which case it was. An
 // agreement id is unique per task attempt, so no other agreement for the
 // attempt can commit, and the provider runs what the ledger says.
 func (b *broker) adopt(r consensus.Record) {
@@ -582,7 +584,7 @@ func (b *broker) adopt(r consensus.Record) {
 			return false
 		}
 		t.Provider, t.AgreementID, t.Price = ag.Provider, ag.ID, ag.Price
-		t.setState(StatePlaced, fmt.Sprintf("agreement %s committed at index %d after its round gave up", ag.ID, r.Index), time.Now().UTC())
+		t.setState(StatePlaced, fmt.Sprintf("agreement %s committed at index %d", ag.ID, r.Index), time.Now().UTC())
 		return true
 	})
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -158,54 +156,6 @@ func isLoopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-var lineRe = regexp.MustCompile(`line (\d+): `)
-
-// namedFields adds the field path to yaml's "line N:" errors, so a type
-// error says which field is wrong and not just where.
-func namedFields(data []byte, err error) error {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil {
-		return err
-	}
-	msg := lineRe.ReplaceAllStringFunc(err.Error(), func(m string) string {
-		line, _ := strconv.Atoi(lineRe.FindStringSubmatch(m)[1])
-		if path := pathAtLine(&root, line, ""); path != "" {
-			return fmt.Sprintf("line %d: %s: ", line, path)
-		}
-		return m
-	})
-	return fmt.Errorf("%s (%w)", msg, errBadConfig)
-}
-
-var errBadConfig = errors.New("fix the field and start again")
-
-// pathAtLine finds the dotted key path of the mapping entry on line.
-func pathAtLine(n *yaml.Node, line int, prefix string) string {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			if p := pathAtLine(c, line, prefix); p != "" {
-				return p
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			path := k.Value
-			if prefix != "" {
-				path = prefix + "." + k.Value
-			}
-			if k.Line == line {
-				return path
-			}
-			if p := pathAtLine(v, line, path); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
 }
 
 // Faults are deliberate bugs that prove the chaos checker can fail.

@@ -1,12 +1,27 @@
 // Package agent is pcm's composition root: it wires the mesh (libp2p host,
 // adverts, resource table), the ledger (consensus), the rules and the
-// drivers into one running agent, and serves the local HTTP API.
+// drivers into one running agent, and serves the local HTTP API and, at /,
+// the mesh's web page (package web, which reads the agent through the same
+// /v1 handlers).
 //
 // Invariants:
 //   - the HTTP API listens on a loopback address unless a token is
-//     configured, and then every request must carry it;
+//     configured, and then every request must carry it (the web page: its
+//     session cookie, set by its login form from the same token);
 //   - the advert this agent publishes is computed from its drivers'
-//     fingerprints, so capacity in the mesh is what the drivers can admit.
+//     fingerprints, so capacity in the mesh is what the drivers can admit;
+//   - while the API listens, <data-dir>/api.json names its URL and this
+//     agent's peer id (APIFile), so a client given the data dir reaches this
+//     agent and no other; Close removes it;
+//   - the API refuses before any handler runs: a wrong method (405 with
+//     Allow), an over-long id (400, not echoed), an unknown or malformed
+//     query parameter (400) (apicheck.go);
+//   - /pcm/task and /pcm/submit answer a malformed request with ok:false;
+//     only an unreadable frame resets the stream (streamreq.go).
+//
+// PlanTask (POST /v1/tasks/plan) is a submission's dry run: every known
+// provider sorted into fits now / fits once capacity frees / never, with
+// the rules that rule it out; nothing is queued.
 //
 // Placement at scale: adverts are periodic and reach every broker at
 // once, so a broker amends them with what it learned since (capacity it

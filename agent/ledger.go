@@ -150,11 +150,24 @@ func (a *Agent) rejoinOrphan(ctx context.Context, via []string) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	var since time.Time
+	lastAsk := time.Now()
+	const clientAskEvery = 30 * time.Second
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if a.ledger.Role() == consensus.RoleClient && len(via) > 0 && time.Since(lastAsk) > clientAskEvery {
+			// A client asks again now and then: a voter may have admitted
+			// it since (pcm-agent ledger admit), and the leader then
+			// makes it a replica.
+			lastAsk = time.Now()
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if role, err := a.ledger.Join(jctx, via); err == nil && role != consensus.RoleClient {
+				a.log.Info("admitted to the ledger", "role", role)
+			}
+			cancel()
 		}
 		if a.ledger.Role() == consensus.RoleClient || a.ledger.Leader() != "" {
 			since = time.Time{}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/pcm-mesh/pcm/consensus"
 )
@@ -43,6 +45,10 @@ func (a *Agent) ledgerRoutes(mux *http.ServeMux) {
 func (a *Agent) handleLedgerEntries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := consensus.Filter{Type: q.Get("type"), Peer: q.Get("peer"), Task: q.Get("task"), Consistent: q.Get("consistent") == "1" || q.Get("consistent") == "true"}
+	if !knownEntryType(f.Type) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("type=%q is unknown; known: %s", clip(f.Type), strings.Join(entryTypes, ", ")))
+		return
+	}
 	var err error
 	if s := q.Get("from"); s != "" {
 		if f.From, err = strconv.ParseUint(s, 10, 64); err != nil {
@@ -75,6 +81,11 @@ func (a *Agent) handleLedgerEntry(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, rec)
 }
+
+// entryTypes are the ledger entry types a list can filter on.
+var entryTypes = []string{consensus.TypeFramework, consensus.TypeAgreement, consensus.TypeTaskEvent, consensus.TypeSettlement, consensus.TypeMembership}
+
+func knownEntryType(t string) bool { return t == "" || slices.Contains(entryTypes, t) }
 
 // statusFor maps package errors to HTTP statuses.
 func statusFor(err error) int {

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -83,6 +86,31 @@ type Round struct {
 	Declines   []RuledOut  `json:"declines,omitempty"`
 	Winner     string      `json:"winner,omitempty"`
 	Outcome    string      `json:"outcome"`
+	// Through is set when this entry stands for rounds N to Through, all
+	// alike (same candidates, bids, declines, reasons and outcome): a task
+	// that waits re-negotiates the same way many times. LastTime is when
+	// round Through ran.
+	Through  int       `json:"through,omitempty"`
+	LastTime time.Time `json:"last_time,omitzero"`
+}
+
+// Last is the number of the last round this entry stands for.
+func (r Round) Last() int { return max(r.N, r.Through) }
+
+// alike reports whether two rounds went the same way (everything but
+// their numbers and times is equal, in any order).
+func (r Round) alike(o Round) bool {
+	return reflect.DeepEqual(r.normal(), o.normal())
+}
+
+func (r Round) normal() Round {
+	r.N, r.Through, r.Time, r.LastTime = 0, 0, time.Time{}, time.Time{}
+	r.Candidates = slices.Sorted(slices.Values(r.Candidates))
+	byProvider := func(a, b RuledOut) int { return strings.Compare(a.Provider, b.Provider) }
+	r.Ruled = slices.SortedFunc(slices.Values(r.Ruled), byProvider)
+	r.Declines = slices.SortedFunc(slices.Values(r.Declines), byProvider)
+	r.Bids = slices.SortedFunc(slices.Values(r.Bids), func(a, b BidRecord) int { return strings.Compare(a.Provider, b.Provider) })
+	return r
 }
 
 // RuledOut is a provider that cannot take the task, with every reason.
@@ -99,11 +127,17 @@ type BidRecord struct {
 
 const maxRounds = 20
 
-// addRound keeps the last maxRounds rounds.
+// addRound numbers r and keeps it, folding it into the previous entry
+// when both went alike; it keeps the last maxRounds entries.
 func (t *Task) addRound(r Round) {
-	r.N = 1
-	if len(t.Rounds) > 0 {
-		r.N = t.Rounds[len(t.Rounds)-1].N + 1
+	r.N, r.Through, r.LastTime = 1, 0, time.Time{}
+	if n := len(t.Rounds); n > 0 {
+		last := &t.Rounds[n-1]
+		r.N = last.Last() + 1
+		if last.alike(r) {
+			last.Through, last.LastTime = r.N, r.Time
+			return
+		}
 	}
 	t.Rounds = append(t.Rounds, r)
 	if len(t.Rounds) > maxRounds {

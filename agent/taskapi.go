@@ -51,8 +51,12 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 	defer s.Close()
 	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var req TaskRequest
-	if err := mesh.ReadFrame(bufio.NewReader(s), &req, maxFrame); err != nil {
-		_ = s.Reset()
+	if err := readStreamRequest(bufio.NewReader(s), &req); err != nil {
+		if errors.Is(err, errFraming) {
+			_ = s.Reset()
+			return
+		}
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: err.Error()}, maxFrame)
 		return
 	}
 	_ = s.SetReadDeadline(time.Time{})
@@ -182,6 +186,12 @@ func (a *Agent) cancelFor(ctx context.Context, id, by string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", errTaskNotFound, id)
 	}
+	if by != a.ID() && ag.Broker != a.ID() && ag.Provider != a.ID() {
+		// Forwarding would act with this agent's identity for another
+		// peer (a confused deputy): send the cancel to the task's broker
+		// or provider.
+		return fmt.Errorf("%w: this agent is neither the broker (%s) nor the provider (%s) of task %s; send the cancel to one of them", errForbidden, ag.Broker, ag.Provider, id)
+	}
 	if ag.Provider == a.ID() {
 		if err := a.authorizeTask(ag, "", opCancel, by); err != nil {
 			return err
@@ -236,8 +246,12 @@ func (a *Agent) handleSubmitStream(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
 	var req SubmitRequest
-	if err := mesh.ReadFrame(bufio.NewReader(s), &req, maxFrame); err != nil {
-		_ = s.Reset()
+	if err := readStreamRequest(bufio.NewReader(s), &req); err != nil {
+		if errors.Is(err, errFraming) {
+			_ = s.Reset()
+			return
+		}
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: err.Error()}, maxFrame)
 		return
 	}
 	t, err := a.broker.Submit(req.Document, orDefault(req.Name, "submission"), s.Conn().RemotePeer().String())

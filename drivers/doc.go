@@ -10,4 +10,7 @@
 //     so Recover after a restart finds every accepted task.
 //
 // The conformance suite in drivers/drivertest runs against every driver.
+// follow.go holds what the drivers share for Wait, Recover and Logs:
+// PollUntilFinal and WaitDone, StatusesOf, and Follower (an output reader
+// that follows a task until it ends, then drains and returns io.EOF).
 package drivers

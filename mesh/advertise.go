@@ -75,7 +75,9 @@ func (n *Node) NextAdvert() *Advert {
 		return nil
 	}
 	now := time.Now()
-	n.seq = max(n.seq+1, uint64(now.UnixNano()))
+	// Microseconds, not nanoseconds: the value stays below 2^53, so a
+	// JavaScript client's JSON.parse reads it exactly (until year 2255).
+	n.seq = max(n.seq+1, uint64(now.UnixMicro()))
 	seq := n.seq
 	n.mu.Unlock()
 	a := src()

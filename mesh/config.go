@@ -12,6 +12,9 @@ import (
 type Config struct {
 	// Listen are the multiaddrs to listen on (TCP and QUIC by default).
 	Listen []string
+	// UserAgent is what libp2p's identify protocol reports to peers
+	// (the agent sets "pcm/<version>"); empty: "pcm".
+	UserAgent string
 	// Bootstrap are multiaddrs with /p2p/<peer id> of peers to join through.
 	Bootstrap []string
 	// SwarmKey, when set, makes a private network (PSK, TCP only): peers

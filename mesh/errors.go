@@ -9,4 +9,7 @@ var (
 	ErrBadSignature = errors.New("bad signature")
 	ErrTooLarge     = errors.New("message too large")
 	ErrClosed       = errors.New("mesh closed")
+	// ErrListen: a listen address could not be bound, typically because
+	// another process holds the port.
+	ErrListen = errors.New("cannot listen")
 )

@@ -36,8 +36,13 @@ func newHost(id *Identity, cfg Config, addrs func([]ma.Multiaddr) []ma.Multiaddr
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "pcm"
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(id.PrivKey()),
+		libp2p.UserAgent(ua),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.EnableRelay(),
@@ -60,7 +65,14 @@ func newHost(id *Identity, cfg Config, addrs func([]ma.Multiaddr) []ma.Multiaddr
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		rm.Close()
+		if lerr := checkBindable(listen); lerr != nil {
+			return nil, lerr
+		}
 		return nil, fmt.Errorf("start libp2p host on %v: %w", listen, err)
+	}
+	if err := checkListening(h.Network().ListenAddresses(), listen); err != nil {
+		h.Close()
+		return nil, err
 	}
 	return h, nil
 }
@@ -72,7 +84,11 @@ func transportOptions(cfg Config) ([]libp2p.Option, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without SO_REUSEPORT a second agent on a taken port fails to
+		// bind instead of sharing it (dials would land on either process).
+		// It also means TCP dials leave from random ports, so hole
+		// punching works over QUIC only (see PROTOCOL.md).
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 	}
 	if len(cfg.SwarmKey) > 0 {
 		psk, err := pnet.DecodeV1PSK(bytes.NewReader(cfg.SwarmKey))

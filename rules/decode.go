@@ -4,7 +4,6 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,8 +13,6 @@ import (
 
 // MaxDocumentSize bounds framework and task documents.
 const MaxDocumentSize = 1 << 20
-
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
 // decodeStrict parses YAML (or JSON, a subset) in data into out, a pointer to
 // a struct, rejecting unknown fields, duplicate keys, aliases and values of
@@ -30,12 +27,8 @@ func decodeStrict(file string, data []byte, out any) (pos map[string]int, err er
 	}
 	var root yaml.Node
 	if perr := safeUnmarshal(data, &root); perr != nil {
-		msg := strings.TrimPrefix(perr.Error(), "yaml: ")
-		line := 0
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = strings.TrimPrefix(strings.TrimPrefix(msg, m[0]), ": ")
-		}
+		line, msg := SyntaxErrorLine(data, perr)
+		msg = strings.TrimPrefix(msg, "yaml: ")
 		e.list = append(e.list, FieldError{File: file, Line: line, Msg: "not valid YAML or JSON: " + msg, Err: ErrSyntax})
 		return pos, e.err()
 	}

@@ -108,9 +108,7 @@ func (f *Framework) Admit(t *Task, sub Submitter, now time.Time) error {
 	if t.Retries > f.SLA.MaxRetries {
 		e.add("retries", ErrOutOfRange, "retries %d is above the framework's max_retries %d", t.Retries, f.SLA.MaxRetries)
 	}
-	if d := t.Deadline.At; !d.IsZero() && !d.After(now) {
-		e.add("deadline", ErrDeadline, "deadline %s has passed (now %s)", d.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	}
+	t.checkDeadline(e, now)
 	if t.MaxPrice > 0 {
 		if lowest := f.lowestQuote(t); lowest > int64(t.MaxPrice) {
 			e.add("max_price", ErrPrice, "max_price %s is below the lowest price framework %s allows for these resources (%s %s/h)", t.MaxPrice, f.Name, Money(lowest), f.Pricing.Currency)
@@ -123,6 +121,21 @@ func (f *Framework) Admit(t *Task, sub Submitter, now time.Time) error {
 		}
 	}
 	return e.err()
+}
+
+// CheckDeadline reports a deadline that has passed at now, positioned in
+// the document (Admit checks it too; `task validate` runs it offline so
+// that it does not call valid a task every submit refuses).
+func (t *Task) CheckDeadline(now time.Time) error {
+	e := t.errs()
+	t.checkDeadline(e, now)
+	return e.err()
+}
+
+func (t *Task) checkDeadline(e *errs, now time.Time) {
+	if d := t.Deadline.At; !d.IsZero() && !d.After(now) {
+		e.add("deadline", ErrDeadline, "deadline %s has passed (now %s)", d.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 }
 
 // lowestQuote is the cheapest hourly price the framework's pricing allows.

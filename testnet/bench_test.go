@@ -124,6 +124,13 @@ func BenchmarkPlacementThroughput(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "placements/s")
+	rounds := 0
+	for i, id := range ids {
+		if t, err := brokers[i].TaskStatus(b.Context(), id); err == nil && len(t.Rounds) > 0 {
+			rounds += t.Rounds[len(t.Rounds)-1].N
+		}
+	}
+	b.ReportMetric(float64(rounds)/float64(len(ids)), "rounds/task")
 }
 
 // waitPlaced polls a task at its broker until its agreement is committed.

@@ -13,19 +13,45 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// apiClient talks to a running agent's HTTP API.
+// apiClient talks to a running agent's HTTP API. Which agent is decided
+// on the first request (resolveTarget: --api, or the agent owning
+// --data-dir).
 type apiClient struct {
-	base  string
-	token string
-	http  *http.Client
+	c        *cli.Context
+	base     string
+	token    string
+	http     *http.Client
+	resolved bool
+	err      error
 }
 
 func newAPIClient(c *cli.Context) *apiClient {
 	return &apiClient{
-		base:  strings.TrimRight(c.String("api"), "/"),
+		c:     c,
 		token: c.String("api-token"),
 		http:  &http.Client{Timeout: 0},
 	}
+}
+
+func trimBase(s string) string { return strings.TrimRight(s, "/") }
+
+// resolve picks the agent once; when --data-dir chose it, it says so on
+// stderr.
+func (a *apiClient) resolve() error {
+	if a.resolved {
+		return a.err
+	}
+	a.resolved = true
+	t, err := resolveTarget(a.c)
+	if err != nil {
+		a.err = err
+		return err
+	}
+	a.base = t.base
+	if t.note != "" {
+		fmt.Fprintf(a.c.App.ErrWriter, "(%s)\n", t.note)
+	}
+	return nil
 }
 
 // do sends a request and decodes a JSON answer into out (when non-nil).
@@ -49,6 +75,9 @@ func (a *apiClient) do(ctx context.Context, method, path string, body, out any) 
 // raw sends a request and returns the response for a 2xx status; the caller
 // closes the body. Non-2xx answers become errors carrying the API's message.
 func (a *apiClient) raw(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	if err := a.resolve(); err != nil {
+		return nil, err
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -100,8 +129,16 @@ func (a *apiClient) get(c *cli.Context, path string, out any) error {
 	return a.do(ctx, http.MethodGet, path, nil, out)
 }
 
-// doRaw sends a prepared request (any body) and decodes the JSON answer.
-func (a *apiClient) doRaw(req *http.Request, out any) error {
+// doRaw sends method path with a raw body (a document, not JSON-encoded)
+// and decodes the JSON answer.
+func (a *apiClient) doRaw(ctx context.Context, method, path string, body io.Reader, out any) error {
+	if err := a.resolve(); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return withCode(exitUsage, fmt.Errorf("--api %q: %w", a.base, err))
+	}
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}

@@ -76,12 +76,8 @@ func frameworkPublishCommand() *cli.Command {
 			if c.Bool("adhere") {
 				q += "&adhere=1"
 			}
-			req, err := http.NewRequestWithContext(c.Context, http.MethodPost, api.base+"/v1/frameworks"+q, bytes.NewReader(doc))
-			if err != nil {
-				return err
-			}
 			var out map[string]string
-			if err := api.doRaw(req, &out); err != nil {
+			if err := api.doRaw(c.Context, http.MethodPost, "/v1/frameworks"+q, bytes.NewReader(doc), &out); err != nil {
 				return err
 			}
 			return render(c, out, func(w io.Writer) { fmt.Fprintf(w, "published %s@%s as %s\n", out["name"], out["version"], out["id"]) })

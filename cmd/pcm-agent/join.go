@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -27,22 +26,22 @@ func joinCommand() *cli.Command {
 otherwise. Settings come from --config (YAML); flags override the file.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file"},
-			&cli.StringSliceFlag{Name: "listen", Usage: "listen address: PORT, IP:PORT or a multiaddr (repeatable; default port 4001, TCP and QUIC; 0 picks a free port)"},
+			&cli.StringSliceFlag{Name: "listen", Usage: "listen address: PORT, IP:PORT or a multiaddr (repeatable; PORT and IP:PORT listen on TCP and QUIC; 0 picks a free port); the address must be free", DefaultText: "4001"},
 			&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "multiaddr of a peer to join through, ending in /p2p/<peer id> (repeatable)"},
 			&cli.StringFlag{Name: "swarm-key", Usage: "private network key file (PSK); only agents with the same key can connect (TCP only)"},
-			&cli.StringFlag{Name: "api-listen", Usage: "HTTP API address (default 127.0.0.1:8999)"},
+			&cli.StringFlag{Name: "api-listen", Usage: "HTTP API address", DefaultText: "127.0.0.1:8999"},
 			&cli.StringFlag{Name: "api-token", EnvVars: []string{"PCM_API_TOKEN"}, Usage: "require this bearer token on the API (needed to bind a non-loopback address)"},
 			&cli.StringFlag{Name: "region", Usage: "provider attribute region"},
 			&cli.StringFlag{Name: "zone", Usage: "provider attribute zone"},
 			&cli.StringSliceFlag{Name: "label", Usage: "provider attribute KEY=VALUE (repeatable)"},
-			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver with default settings: local, sim, slurm, kubernetes (repeatable; default local)"},
-			&cli.DurationFlag{Name: "advert-interval", Usage: "how often to republish the advert (default 10s)"},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default info)"},
+			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver with default settings: local, sim, slurm, kubernetes, exec (repeatable; exec needs its plugin command in the config file's drivers.exec)", DefaultText: "local"},
+			&cli.DurationFlag{Name: "advert-interval", Usage: "how often to republish the advert", DefaultText: "10s"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info"},
 			&cli.StringSliceFlag{Name: "framework", Usage: "adhere to a framework: a published id, or a file that is published first (repeatable)"},
 			&cli.StringSliceFlag{Name: "price", Usage: "price CLASS=AMOUNT in currency units per unit-hour, e.g. cpu=0.05 (repeatable)"},
 			&cli.BoolFlag{Name: "bootstrap-ledger", Usage: "start a new ledger even though --bootstrap peers are given"},
-			&cli.IntFlag{Name: "max-voters", Usage: "ledger voters at most (default 3)"},
-			&cli.DurationFlag{Name: "lease", Usage: "lease granted to providers on the attempts this agent brokers: a provider silent for 1.5 leases has lost its attempt (default 30s)"},
+			&cli.IntFlag{Name: "max-voters", Usage: "ledger voters at most", DefaultText: "3"},
+			&cli.DurationFlag{Name: "lease", Usage: "lease granted to providers on the attempts this agent brokers: a provider silent for 1.5 leases has lost its attempt ", DefaultText: "30s"},
 			&cli.StringFlag{Name: "ledger-admit", Usage: "who may hold a copy of the ledger: allow-list (default: --ledger-voter/--ledger-non-voter peers and those a voter admits with 'ledger admit'; others are clients) or open (any peer, for meshes that trust each other)"},
 			&cli.StringSliceFlag{Name: "ledger-voter", Usage: "peer id allowed to become a ledger voter (repeatable; used while this agent leads)"},
 			&cli.StringSliceFlag{Name: "ledger-non-voter", Usage: "peer id allowed to become a ledger non-voter (repeatable)"},
@@ -103,7 +102,7 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 			return cfg, err
 		}
 	}
-	if c.IsSet("data-dir") || cfg.DataDir == "" {
+	if c.IsSet("data-dir") || os.Getenv("PCM_DATA_DIR") != "" || cfg.DataDir == "" {
 		cfg.DataDir = c.String("data-dir")
 	}
 	if c.IsSet("listen") {
@@ -220,14 +219,6 @@ func parseListen(s string) ([]string, error) {
 		return nil, fmt.Errorf("--listen %q: port must be 0-65535", s)
 	}
 	return mesh.ListenAddrs(host, n), nil
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log_level %q: use debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 // driverJSON turns a driver's YAML settings into the JSON the driver

@@ -83,3 +83,19 @@ func TestIDInit(t *testing.T) {
 		t.Fatal("a second id --init replaced the identity")
 	}
 }
+
+// join --help shows each default once and lists every driver.
+func TestJoinHelp(t *testing.T) {
+	out, _, err := pcm(t, "join", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, "(default") != strings.Count(out, "(default: ") {
+		t.Errorf("a default is given in the usage text too:\n%s", out)
+	}
+	for _, want := range []string{"local, sim, slurm, kubernetes, exec", "(default: 10s)", "(default: 3)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("join --help lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -126,7 +126,7 @@ func ledgerVerify(c *cli.Context) error {
 	if c.Bool("offline") {
 		rep, err = verifyOffline(c)
 	} else if err = newAPIClient(c).get(c, "/v1/ledger/verify", &rep); exitCode(err) == exitUnavailable {
-		fmt.Fprintf(c.App.ErrWriter, "agent unreachable; verifying %s offline\n", ledgerDir(c))
+		fmt.Fprintf(c.App.ErrWriter, "%s\nverifying %s offline\n", oneLine(err), ledgerDir(c))
 		rep, err = verifyOffline(c)
 	}
 	if err != nil {
@@ -180,7 +180,7 @@ func ledgerExport(c *cli.Context) error {
 		if exitCode(err) != exitUnavailable {
 			return err
 		}
-		fmt.Fprintf(c.App.ErrWriter, "agent unreachable; exporting %s offline\n", ledgerDir(c))
+		fmt.Fprintf(c.App.ErrWriter, "%s\nexporting %s offline\n", oneLine(err), ledgerDir(c))
 	}
 	if err := consensus.ExportDir(ledgerDir(c), out); err != nil {
 		return withCode(exitFailure, err)
@@ -214,7 +214,7 @@ func ledgerMembers(c *cli.Context) error {
 	return render(c, m, func(w io.Writer) {
 		fmt.Fprintln(w, "PEER\tROLE\tLEADER\tINDEX\tHEAD\tERROR")
 		for _, r := range m.Replicas {
-			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%s\t%s\n", r.ID, r.Role, r.ID == m.Leader, r.Index, short(r.Hash, 12), r.Error)
+			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%s\t%s\n", r.ID, roleLabel(r.Role), r.ID == m.Leader, r.Index, short(r.Hash, 12), r.Error)
 		}
 		fmt.Fprintf(w, "\nadmission:\t%s\n", m.Policy.Admit)
 		if m.Policy.Admit != consensus.AdmitOpen {
@@ -326,4 +326,13 @@ func ledgerRefused(c *cli.Context) error {
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", r.RaftIndex, r.Type, r.ID, strings.Join(r.Signers, ","), r.Reason)
 		}
 	})
+}
+
+// roleLabel spells roles as the docs and the testnet scripts do
+// ("non-voter"); --output json keeps the wire value ("nonvoter").
+func roleLabel[R ~string](r R) string {
+	if string(r) == string(consensus.RoleNonVoter) {
+		return "non-voter"
+	}
+	return string(r)
 }

@@ -22,27 +22,43 @@ func idCommand() *cli.Command {
 		Usage: "show this agent's peer id (and addresses when it is running)",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "init", Usage: "create the identity in --data-dir when it has none (e.g. to know a peer id before the first join)"}},
 		Action: func(c *cli.Context) error {
-			var st agent.Status
-			if err := newAPIClient(c).get(c, "/v1/status", &st); err == nil {
-				return render(c, map[string]any{"peer_id": st.PeerID, "addrs": st.Addrs}, func(w io.Writer) {
-					fmt.Fprintln(w, st.PeerID)
-					for _, a := range st.Addrs {
-						fmt.Fprintln(w, a)
-					}
-				})
+			if !dataDirSet(c) && !c.Bool("init") {
+				// No data dir named: the agent on --api, else ~/.pcm offline.
+				var st agent.Status
+				if err := newAPIClient(c).get(c, "/v1/status", &st); err == nil {
+					return renderID(c, st.PeerID, st.Addrs)
+				}
 			}
 			dir := c.String("data-dir")
 			if _, err := os.Stat(filepath.Join(dir, mesh.KeyFile)); err != nil && !c.Bool("init") {
-				return withCode(exitUnavailable, fmt.Errorf("no agent answers at %s and %s holds no identity; start one with `pcm-agent join` or set --api/--data-dir", c.String("api"), dir))
+				return withCode(exitUnavailable, fmt.Errorf("no agent answers at %s and %s holds no identity; start one with `pcm-agent join`, or create the identity with `pcm-agent --data-dir %s id --init`", c.String("api"), dir, dir))
 			}
 			id, err := mesh.LoadOrCreateIdentity(dir)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.ErrWriter, "(agent not running: identity read from %s)\n", dir)
-			return render(c, map[string]any{"peer_id": id.ID()}, func(w io.Writer) { fmt.Fprintln(w, id.ID()) })
+			// The data dir's own identity; addresses when its agent runs.
+			var st agent.Status
+			if err := newAPIClient(c).get(c, "/v1/status", &st); err == nil && st.PeerID == id.ID() {
+				return renderID(c, st.PeerID, st.Addrs)
+			}
+			fmt.Fprintf(c.App.ErrWriter, "(no running agent owns %s: identity read offline)\n", dir)
+			return renderID(c, id.ID(), nil)
 		},
 	}
+}
+
+func renderID(c *cli.Context, id string, addrs []string) error {
+	v := map[string]any{"peer_id": id}
+	if addrs != nil {
+		v["addrs"] = addrs
+	}
+	return render(c, v, func(w io.Writer) {
+		fmt.Fprintln(w, id)
+		for _, a := range addrs {
+			fmt.Fprintln(w, a)
+		}
+	})
 }
 
 func statusCommand() *cli.Command {
@@ -62,7 +78,7 @@ func statusCommand() *cli.Command {
 				fmt.Fprintf(w, "providers\t%d\n", st.Providers)
 				fmt.Fprintf(w, "drivers\t%s\n", strings.Join(st.Drivers, ", "))
 				fmt.Fprintf(w, "adverts accepted\t%d\n", st.Validator.Accepted)
-				fmt.Fprintf(w, "adverts rejected\t%v\n", st.Validator.Rejected)
+				fmt.Fprintf(w, "adverts rejected\t%s\n", countsByReason(st.Validator.Rejected))
 				fmt.Fprintf(w, "reachability\t%s\n", st.NAT.Reachability)
 				fmt.Fprintf(w, "relay service\t%v\n", st.NAT.RelayService)
 				for _, r := range st.NAT.Relays {
@@ -163,4 +179,24 @@ func mib(v float64) string {
 		return fmt.Sprintf("%.1fGiB", v/1024)
 	}
 	return fmt.Sprintf("%gMiB", v)
+}
+
+// countsByReason prints {"stale": 2, "forged": 1} as "3 (forged 1, stale 2)"
+// and an empty map as "0".
+func countsByReason(m map[string]uint64) string {
+	var total uint64
+	reasons := make([]string, 0, len(m))
+	for k, v := range m {
+		total += v
+		reasons = append(reasons, k)
+	}
+	if total == 0 {
+		return "0"
+	}
+	sort.Strings(reasons)
+	parts := make([]string, 0, len(reasons))
+	for _, k := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
 }

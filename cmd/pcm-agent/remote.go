@@ -21,7 +21,7 @@ import (
 
 // submitRemote submits over /pcm/submit/1.0.0 from a short-lived libp2p
 // host that uses this machine's identity (the submitter the broker sees).
-func submitRemote(c *cli.Context, addr, path string, doc []byte) error {
+func submitRemote(c *cli.Context, addr, path string, doc []byte, wait bool) error {
 	ai, err := mesh.ParseAddrInfo(addr)
 	if err != nil {
 		return withCode(exitUsage, fmt.Errorf("--peer: %w", err))
@@ -32,7 +32,8 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte) error {
 	}
 	// EnableRelay: the peer may be behind NAT, reachable at a
 	// /p2p-circuit address only (NoListenAddrs alone leaves relaying off).
-	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs, libp2p.EnableRelay())
+	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs, libp2p.EnableRelay(),
+		libp2p.UserAgent(agent.UserAgent(version)))
 	if err != nil {
 		return fmt.Errorf("start a libp2p client: %w", err)
 	}
@@ -50,7 +51,7 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte) error {
 		return withCode(exitUsage, errors.New(resp.Error))
 	}
 	t := resp.Task
-	if !c.Bool("wait") {
+	if !wait {
 		return render(c, t, func(w io.Writer) { fmt.Fprintf(w, "%s\t%s\n", t.ID, t.State) })
 	}
 	fmt.Fprintf(c.App.ErrWriter, "submitted %s (%s) to broker %s over the mesh\n", t.ID, t.Name, shortID(t.Broker))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,12 +9,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/rules"
 )
 
 func submitCommand() *cli.Command {
@@ -24,7 +25,9 @@ func submitCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "peer", Usage: "submit over the mesh to this agent's multiaddr (/.../p2p/<id>) instead of the local API"},
 			&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "show each state change and exit with the task's outcome (0 succeeded, 1 otherwise)"},
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "with --wait: stream the task's output once it runs"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "stream the task's output once it runs (implies --wait)"},
+			&cli.BoolFlag{Name: "require-fit", Usage: "do not queue the task when no known provider could ever run it (exit 1); by default it is queued with a warning, since such a provider may join"},
+			&cli.BoolFlag{Name: "plan", Usage: "dry run: show which known providers could take the task now, later, or never (and the rule that rules each out); queue nothing. Exit 1 when none ever could"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -35,19 +38,29 @@ func submitCommand() *cli.Command {
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
+			wait := c.Bool("wait") || c.Bool("follow")
 			if p := c.String("peer"); p != "" {
-				return submitRemote(c, p, path, doc)
+				if c.Bool("plan") || c.Bool("follow") || c.Bool("require-fit") {
+					return withCode(exitUsage, fmt.Errorf("--plan, --require-fit and --follow work through the API only, not with --peer (use --wait)"))
+				}
+				return submitRemote(c, p, path, doc, wait)
 			}
 			api := newAPIClient(c)
-			req, err := http.NewRequestWithContext(c.Context, http.MethodPost, api.base+"/v1/tasks?name="+url.QueryEscape(filepath.Base(path)), strings.NewReader(string(doc)))
-			if err != nil {
-				return err
+			name := url.QueryEscape(filepath.Base(path))
+			if c.Bool("plan") {
+				return submitPlan(c, api, name, doc)
+			}
+			if c.Bool("require-fit") {
+				if err := requireFit(c, api, name, doc); err != nil {
+					return err
+				}
 			}
 			var t agent.Task
-			if err := api.doRaw(req, &t); err != nil {
+			if err := api.doRaw(c.Context, http.MethodPost, "/v1/tasks?name="+name, bytes.NewReader(doc), &t); err != nil {
 				return err
 			}
-			if !c.Bool("wait") {
+			warnIfNeverFits(c, api, name, doc, &t)
+			if !wait {
 				return render(c, t, func(w io.Writer) { fmt.Fprintf(w, "%s\t%s\n", t.ID, t.State) })
 			}
 			fmt.Fprintf(c.App.ErrWriter, "submitted %s (%s) to broker %s\n", t.ID, t.Name, shortID(t.Broker))
@@ -165,13 +178,17 @@ func tasksCommand() *cli.Command {
 			},
 			{
 				Name: "logs", Usage: "a task's output, from wherever it runs", ArgsUsage: "ID",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep streaming until the task ends"}},
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep streaming until the task ends; waits (up to --wait-placed) for a task that is not placed yet"}, &cli.DurationFlag{Name: "wait-placed", Value: time.Minute, Usage: "with --follow: how long to wait for the task to be placed"}},
 				Action: func(c *cli.Context) error {
 					id, err := idArg(c)
 					if err != nil {
 						return err
 					}
-					return streamLogs(c, newAPIClient(c), id, c.Bool("follow"))
+					api := newAPIClient(c)
+					if c.Bool("follow") {
+						return followLogs(c, api, id)
+					}
+					return streamLogs(c, api, id, false)
 				},
 			},
 			{
@@ -210,7 +227,7 @@ func tasksCommand() *cli.Command {
 
 func taskTable(w io.Writer, t *agent.Task) {
 	fmt.Fprintf(w, "id\t%s\nname\t%s\nstate\t%s\t%s\n", t.ID, t.Name, t.State, t.Message)
-	fmt.Fprintf(w, "framework\t%s\nbroker\t%s\nprovider\t%s\nagreement\t%s\n", t.Framework, t.Broker, t.Provider, t.AgreementID)
+	fmt.Fprintf(w, "framework\t%s\nbroker\t%s\nprovider\t%s\nagreement\t%s\n", frameworkLabel(t.Framework), t.Broker, t.Provider, t.AgreementID)
 	fmt.Fprintf(w, "attempt\t%d (retries left %d)\ndeadline\t%s\n", t.Attempt, t.RetriesLeft, t.Deadline.Local().Format(time.RFC3339))
 	if finalTaskState(t.State) {
 		fmt.Fprintf(w, "exit code\t%d\nusage\t%.2f cpu-s, %.2f s wall\nsettled\t%d micros\n", t.ExitCode, t.Usage.CPUSeconds, t.Usage.WallSeconds, t.Settled)
@@ -220,27 +237,10 @@ func taskTable(w io.Writer, t *agent.Task) {
 	}
 }
 
-func explainTable(w io.Writer, t *agent.Task) {
-	fmt.Fprintf(w, "task %s is %s %s\n", t.ID, t.State, t.Message)
-	if len(t.Rounds) == 0 {
-		fmt.Fprintln(w, "no negotiation round yet")
+// frameworkLabel names the built-in framework instead of showing its id.
+func frameworkLabel(id string) string {
+	if def := rules.DefaultFramework(); id == def.ID() {
+		return fmt.Sprintf("%s (built in, %s)", rules.DefaultName, id)
 	}
-	for _, r := range t.Rounds {
-		fmt.Fprintf(w, "round %d (attempt %d) at %s: %s\n", r.N, r.Attempt, r.Time.Local().Format("15:04:05.000"), r.Outcome)
-		for _, c := range r.Candidates {
-			fmt.Fprintf(w, "  candidate\t%s\n", c)
-		}
-		for _, b := range r.Bids {
-			fmt.Fprintf(w, "  bid\t%s\t%d micros/h\n", b.Provider, b.Price)
-		}
-		for _, d := range r.Declines {
-			fmt.Fprintf(w, "  declined\t%s\t%s\n", d.Provider, strings.Join(d.Reasons, "; "))
-		}
-		for _, d := range r.Ruled {
-			fmt.Fprintf(w, "  ruled out\t%s\t%s\n", d.Provider, strings.Join(d.Reasons, "; "))
-		}
-		if r.Winner != "" {
-			fmt.Fprintf(w, "  winner\t%s\n", r.Winner)
-		}
-	}
+	return id
 }

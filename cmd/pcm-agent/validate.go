@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/pcm-mesh/pcm/rules"
 	"github.com/urfave/cli/v2"
@@ -41,11 +42,23 @@ func frameworkValidateCommand() *cli.Command {
 func taskValidateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "validate",
-		Usage:     "check task documents offline and print their hashes",
+		Usage:     "check task documents offline (as submit would, except a published framework's admission rules) and print their hashes",
 		ArgsUsage: "FILE...",
 		Action: func(c *cli.Context) error {
 			return validateFiles(c, func(file string, data []byte) (string, string, error) {
 				t, err := rules.ParseTask(file, data)
+				if err != nil {
+					return "", "", err
+				}
+				// What submit checks too: the built-in framework's admission
+				// (a published framework's is checked by the agent at
+				// submit), and in any case that the deadline is ahead.
+				now := time.Now()
+				if def := rules.DefaultFramework(); def.Matches(t.Framework) {
+					err = def.Admit(t, rules.Submitter{}, now)
+				} else {
+					err = t.CheckDeadline(now)
+				}
 				if err != nil {
 					return "", "", err
 				}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -133,5 +134,24 @@ func TestValidateJSONAndUsage(t *testing.T) {
 	}
 	if _, errOut, code := runValidate(t, "task", "does-not-exist.yaml"); code != exitUsage || !strings.Contains(errOut, "does-not-exist.yaml") {
 		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// task validate refuses what submit refuses: a deadline in the past, and
+// under the built-in framework, resources it has no template for.
+func TestTaskValidateChecksLikeSubmit(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ doc, want string }{
+		{"name: late\nresources: {cpu: 1}\ndeadline: 2020-01-01T00:00:00Z\ncommand: [\"true\"]\n", ":3: deadline: deadline 2020-01-01T00:00:00Z has passed"},
+		{"name: late-hpc\nframework: hpc\nresources: {cpu: 1}\ndeadline: 2020-01-01T00:00:00Z\ncommand: [\"true\"]\n", "deadline 2020-01-01T00:00:00Z has passed"},
+	} {
+		path := filepath.Join(dir, "t.yaml")
+		if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, code := runValidate(t, "task", path)
+		if code != exitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", tc.doc, code, errOut, exitUsage, tc.want)
+		}
 	}
 }

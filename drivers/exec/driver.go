@@ -7,7 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -388,12 +388,8 @@ func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
 	if err != nil {
 		return drivers.Status{}, err
 	}
-	select {
-	case <-t.done:
-	case <-ctx.Done():
-		return drivers.Status{}, ctx.Err()
-	case <-d.stop:
-		return drivers.Status{}, fmt.Errorf("exec: wait %s: %w", id, drivers.ErrClosed)
+	if err := drivers.WaitDone(ctx, t.done, d.stop); err != nil {
+		return drivers.Status{}, fmt.Errorf("exec: wait %s: %w", id, err)
 	}
 	return d.Status(ctx, id)
 }
@@ -435,19 +431,11 @@ func (d *Driver) Recover(ctx context.Context) ([]drivers.Status, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	ids := make([]string, 0, len(d.tasks))
-	for id := range d.tasks {
-		ids = append(ids, id)
-	}
+	ids := slices.Collect(maps.Keys(d.tasks))
 	d.mu.Unlock()
-	sort.Strings(ids)
-	out := make([]drivers.Status, 0, len(ids))
-	for _, id := range ids {
-		st, err := d.Status(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
+	out, err := drivers.StatusesOf(ctx, ids, d.Status)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

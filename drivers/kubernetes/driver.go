@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -368,19 +369,11 @@ func (d *Driver) Recover(ctx context.Context) ([]drivers.Status, error) {
 			d.tasks[rec.Spec.ID] = newTask(d, rec)
 		}
 	}
-	ids := make([]string, 0, len(d.tasks))
-	for id := range d.tasks {
-		ids = append(ids, id)
-	}
+	ids := slices.Collect(maps.Keys(d.tasks))
 	d.mu.Unlock()
-	sort.Strings(ids)
-	out := make([]drivers.Status, 0, len(ids))
-	for _, id := range ids {
-		st, err := d.Status(ctx, id)
-		if err != nil {
-			return out, fmt.Errorf("recover task %q: %w", id, err)
-		}
-		out = append(out, st)
+	out, err := drivers.StatusesOf(ctx, ids, d.Status)
+	if err != nil {
+		return out, err
 	}
 	d.log.Info("recovered tasks", "count", len(out))
 	return out, nil

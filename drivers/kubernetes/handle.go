@@ -277,19 +277,7 @@ func (d *Driver) Status(ctx context.Context, id string) (drivers.Status, error) 
 
 // Wait polls every PollInterval until the task is final or ctx ends.
 func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
-	tick := time.NewTicker(d.cfg.PollInterval.D())
-	defer tick.Stop()
-	for {
-		st, err := d.Status(ctx, id)
-		if err != nil || st.State.Final() {
-			return st, err
-		}
-		select {
-		case <-ctx.Done():
-			return st, ctx.Err()
-		case <-tick.C:
-		}
-	}
+	return drivers.PollUntilFinal(ctx, d.cfg.PollInterval.D(), func(ctx context.Context) (drivers.Status, error) { return d.Status(ctx, id) })
 }
 
 // Stop saves the pod's logs, then deletes the Job with foreground

@@ -268,12 +268,8 @@ func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
 	if err != nil {
 		return drivers.Status{}, err
 	}
-	select {
-	case <-h.done:
-	case <-ctx.Done():
-		return drivers.Status{}, ctx.Err()
-	case <-d.stop:
-		return drivers.Status{}, fmt.Errorf("local: wait %s: %w", id, drivers.ErrClosed)
+	if err := drivers.WaitDone(ctx, h.done, d.stop); err != nil {
+		return drivers.Status{}, fmt.Errorf("local: wait %s: %w", id, err)
 	}
 	return d.Status(ctx, id)
 }
@@ -304,7 +300,7 @@ func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (
 		f.Close()
 		return nil, fmt.Errorf("local: logs of %s: offset %d: %w", id, opts.Offset, err)
 	}
-	return &logReader{ctx: ctx, f: f, follow: opts.Follow, done: h.done, closed: d.stop, poll: 50 * time.Millisecond}, nil
+	return &drivers.Follower{Ctx: ctx, Next: f.Read, Follow: opts.Follow, Done: h.done, Closed: d.stop, Poll: 50 * time.Millisecond, OnClose: f.Close}, nil
 }
 
 // Stop sends SIGTERM to the task's process group, and SIGKILL after grace

@@ -1,10 +1,7 @@
 package local
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"os"
 	"syscall"
 	"time"
 
@@ -103,42 +100,3 @@ func (h *handle) outcome(ws *syscall.WaitStatus, ru *syscall.Rusage, now time.Ti
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-
-// logReader reads a task's output file; when following, it waits at EOF
-// until more is written or the task ends (then drains and returns EOF).
-type logReader struct {
-	ctx    context.Context
-	f      *os.File
-	follow bool
-	done   <-chan struct{}
-	closed <-chan struct{}
-	poll   time.Duration
-	ended  bool
-}
-
-func (r *logReader) Read(p []byte) (int, error) {
-	for {
-		n, err := r.f.Read(p)
-		if n > 0 || err != io.EOF {
-			return n, err
-		}
-		if !r.follow || r.ended {
-			return 0, io.EOF
-		}
-		t := time.NewTimer(r.poll)
-		select {
-		case <-r.done:
-			r.ended = true
-		case <-r.ctx.Done():
-			t.Stop()
-			return 0, r.ctx.Err()
-		case <-r.closed:
-			t.Stop()
-			return 0, drivers.ErrClosed
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-func (r *logReader) Close() error { return r.f.Close() }

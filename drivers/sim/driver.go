@@ -192,12 +192,8 @@ func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
 	if err != nil {
 		return drivers.Status{}, err
 	}
-	select {
-	case <-t.done:
-	case <-ctx.Done():
-		return drivers.Status{}, ctx.Err()
-	case <-d.stop:
-		return drivers.Status{}, fmt.Errorf("sim: wait %s: %w", id, drivers.ErrClosed)
+	if err := drivers.WaitDone(ctx, t.done, d.stop); err != nil {
+		return drivers.Status{}, fmt.Errorf("sim: wait %s: %w", id, err)
 	}
 	return d.Status(ctx, id)
 }

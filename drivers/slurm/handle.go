@@ -265,19 +265,7 @@ func (d *Driver) Status(ctx context.Context, id string) (drivers.Status, error) 
 
 // Wait polls Slurm every PollInterval until the task is final or ctx ends.
 func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
-	tick := time.NewTicker(d.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		st, err := d.Status(ctx, id)
-		if err != nil || st.State.Final() {
-			return st, err
-		}
-		select {
-		case <-ctx.Done():
-			return st, ctx.Err()
-		case <-tick.C:
-		}
-	}
+	return drivers.PollUntilFinal(ctx, d.cfg.PollInterval, func(ctx context.Context) (drivers.Status, error) { return d.Status(ctx, id) })
 }
 
 // Stop cancels the job with scancel (Slurm sends SIGTERM, then SIGKILL
@@ -335,78 +323,35 @@ func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (
 	if opts.Offset < 0 {
 		return nil, fmt.Errorf("%w: log offset %d is negative; use 0 or more", drivers.ErrInvalidSpec, opts.Offset)
 	}
-	return &logReader{d: d, ctx: ctx, id: id, path: d.store.outputPath(id), off: opts.Offset,
-		follow: opts.Follow, done: make(chan struct{})}, nil
-}
-
-// logReader reads a growing output file.
-type logReader struct {
-	d      *Driver
-	ctx    context.Context
-	id     string
-	path   string
-	off    int64
-	follow bool
-	final  bool // the task was final at the last check
-	once   sync.Once
-	done   chan struct{}
-}
-
-func (r *logReader) Read(p []byte) (int, error) {
-	for {
-		select {
-		case <-r.done:
-			return 0, os.ErrClosed
-		default:
-		}
-		n, err := r.readAt(p)
-		if n > 0 || (err != nil && err != io.EOF) {
+	path, off := d.store.outputPath(id), opts.Offset
+	return &drivers.Follower{
+		Ctx: ctx, Follow: opts.Follow, Poll: d.cfg.PollInterval,
+		Next: func(p []byte) (int, error) {
+			n, err := readOutputAt(path, id, p, off)
+			off += int64(n)
 			return n, err
-		}
-		if !r.follow || r.final {
-			return 0, io.EOF
-		}
-		// Nothing new: if the task is final, read once more and end.
-		st, err := r.d.Status(r.ctx, r.id)
-		if err != nil {
-			return 0, err
-		}
-		if st.State.Final() {
-			r.final = true
-			continue
-		}
-		t := time.NewTimer(r.d.cfg.PollInterval)
-		select {
-		case <-r.ctx.Done():
-			t.Stop()
-			return 0, r.ctx.Err()
-		case <-r.done:
-			t.Stop()
-			return 0, os.ErrClosed
-		case <-t.C:
-		}
-	}
+		},
+		Ended: func(ctx context.Context) (bool, error) {
+			st, err := d.Status(ctx, id)
+			return st.State.Final(), err
+		},
+	}, nil
 }
 
-func (r *logReader) readAt(p []byte) (int, error) {
-	f, err := os.Open(r.path)
+// readOutputAt reads the job's output file at off; a file that does not
+// exist yet (the job has not started) reads as empty.
+func readOutputAt(path, id string, p []byte, off int64) (int, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, io.EOF // the job has not started yet
+		return 0, io.EOF
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read output of task %q: %w", r.id, err)
+		return 0, fmt.Errorf("read output of task %q: %w", id, err)
 	}
 	defer f.Close()
-	n, err := f.ReadAt(p, r.off)
-	r.off += int64(n)
+	n, err := f.ReadAt(p, off)
 	if n > 0 {
 		return n, nil
 	}
 	return 0, err
-}
-
-// Close ends the reader; it is idempotent.
-func (r *logReader) Close() error {
-	r.once.Do(func() { close(r.done) })
-	return nil
 }
