@@ -53,7 +53,7 @@ func TestAPITokenRequired(t *testing.T) {
 func TestLoadConfigNamesBadField(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
 		{"regoin: x\n", `line 1: regoin: unknown field "regoin"; known fields: advert_interval, api_listen,`},
-		{"ledger:\n  max_votrs: 3\n", `line 2: ledger.max_votrs: unknown field "max_votrs"; known fields: bootstrap, max_non_voters, max_voters,`},
+		{"ledger:\n  max_votrs: 3\n", `line 2: ledger.max_votrs: unknown field "max_votrs"; known fields: admit, bootstrap, max_non_voters, max_voters,`},
 		{"advert_interval: soon\n", "line 1: advert_interval: `soon` is not a duration"},
 		{"labels: [a]\n", "line 1: labels: a list is not a mapping"},
 		// yaml names line 2 (where the mapping began); the text broke on 3.

@@ -43,6 +43,9 @@ func ForgeHistory(dir string, index uint64, entry Entry) error {
 			}
 			if i == index {
 				r.Entry = entry
+				if p, err := decodePayload(entry.Type, entry.Payload); err == nil {
+					r.Time = p.when()
+				}
 			}
 			r.PrevHash = prev
 			r.Hash = ChainHash(prev, i, &r.Entry)
