@@ -20,6 +20,7 @@ Builds, in network namespaces of its own, an "internet" (a bridge on
         inbound connection and masquerades with random ports
         (MASQUERADE --random-fully), so no hole can be punched to it
 Every router lets in only what its side started (iptables conntrack).
+Ledger: pub, n1 and n2 are voters, relay and fw non-voters.
 All addresses are private and exist only inside these namespaces; agents
 run with --nat-private-addrs so AutoNAT, relays and hole punching treat
 this private "internet" as the internet. Then:
@@ -35,7 +36,9 @@ this private "internet" as the internet. Then:
      a NATed voter's;
   5. prints per pair: how connected (direct/relayed), time from the first
      relayed connection to a direct one, tasks placed, failures.
-Exit 0 when every task succeeded, logs crossed NAT and the ledgers agree.
+Exit 0 when every task succeeded, logs crossed NAT, a leader was elected
+after the kill, the ledgers agree and n1 and n2 ended up directly
+connected.
 Needs root, ip and iptables; prints SKIP and exits 0 where namespaces
 cannot be created. Namespace names carry a tag of this checkout's path, so
 two checkouts on one machine do not collide.
