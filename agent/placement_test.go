@@ -50,14 +50,7 @@ func TestSubmitPlacesRunsAndSettles(t *testing.T) {
 	if done.State != agent.StateSucceeded {
 		t.Fatalf("task ended %s: %s (%+v)", done.State, done.Message, done.History)
 	}
-	recs, err := a.Ledger().Entries(t.Context(), consensus.Filter{Task: tk.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]int{}
-	for _, r := range recs {
-		kinds[r.Type]++
-	}
+	kinds := ledgerKinds(t, a, tk.ID)
 	if kinds[consensus.TypeAgreement] != 1 || kinds[consensus.TypeSettlement] != 1 || kinds[consensus.TypeTaskEvent] != 2 {
 		t.Fatalf("ledger records for the task: %v", kinds)
 	}

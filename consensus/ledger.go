@@ -421,7 +421,21 @@ func (l *Ledger) batcher() {
 func (l *Ledger) awaitBatch(f raft.ApplyFuture, batch []*proposal) {
 	defer l.wg.Done()
 	defer func() { <-l.inflight }()
-	err := f.Error()
+	// raft never answers a future still queued in its (buffered) apply
+	// channel when it shuts down, so Error could block forever and with it
+	// Close: wait for the answer or for the ledger to close.
+	answered := make(chan error, 1)
+	go func() { answered <- f.Error() }()
+	var err error
+	select {
+	case err = <-answered:
+	case <-l.done:
+		select {
+		case err = <-answered:
+		case <-time.After(5 * time.Second):
+			err = raft.ErrRaftShutdown
+		}
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):

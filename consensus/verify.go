@@ -31,13 +31,26 @@ func (l *Ledger) Verify(progress func(done, total uint64)) (VerifyReport, error)
 // VerifyDir verifies the ledger stored in dir (<data-dir>/ledger) offline:
 // every record's index, link, hash, schema and signatures, then the head.
 // The agent using dir must be stopped (Badger locks the directory).
+//
+// Every step is bounded (a corrupt store may block Badger itself), the raft
+// log store is checked too (each log decodes, indexes contiguous), and
+// errors name the store and the index.
 func VerifyDir(dir string, v Verifier, progress func(done, total uint64)) (VerifyReport, error) {
 	db, err := openReadOnly(dir)
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	defer db.Close()
-	return verifyDB(db, v, progress)
+	rep, err := verifyDB(db, v, progress)
+	if cerr := closeBounded(db, filepath.Join(dir, "fsm")); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return rep, err
+	}
+	if rerr := verifyRaftStore(dir); rerr != nil {
+		return rep, rerr
+	}
+	return rep, nil
 }
 
 // ExportDir writes every record of the ledger in dir as JSON lines.
@@ -46,7 +59,7 @@ func ExportDir(dir string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = closeBounded(db, filepath.Join(dir, "fsm")) }()
 	return exportDB(db, w)
 }
 
@@ -58,13 +71,7 @@ func openReadOnly(dir string) (*badger.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no ledger in %s (expected %s): %w", dir, path, err)
 	}
-	opts := badger.DefaultOptions(path).WithReadOnly(true).WithLogger(nil).
-		WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20)
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open ledger in %s (stop the agent using it, or verify through its API): %w", path, err)
-	}
-	return db, nil
+	return openReadOnlyBounded(dir, "fsm")
 }
 
 func exportDB(db *badger.DB, w io.Writer) error {

@@ -10,4 +10,7 @@ var (
 	ErrNotFound    = errors.New("task not found")
 	ErrExists      = errors.New("task already exists")
 	ErrClosed      = errors.New("driver closed")
+	// ErrLogsUnavailable: the back end keeps no output for the task (for
+	// example Kubernetes nodes simulated by kwok run no containers).
+	ErrLogsUnavailable = errors.New("logs unavailable")
 )

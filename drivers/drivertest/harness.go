@@ -41,6 +41,11 @@ type Caps struct {
 	// readable before it ends (false for back ends, like sim, whose
 	// output appears only when the task ends).
 	Stream bool
+	// NoLogs: the back end keeps no task output (Kubernetes nodes simulated
+	// by kwok run no containers). The suite then checks that Logs fails
+	// with drivers.ErrLogsUnavailable and a message, instead of reading
+	// output; everything else is checked as usual.
+	NoLogs bool
 }
 
 func (h *Harness) defaults() {
@@ -133,6 +138,21 @@ func (h *Harness) waitRunning(t *testing.T, d drivers.Driver, id string) {
 		}
 		return errors.New("state " + string(st.State))
 	})
+}
+
+// logsUnavailable checks that Logs of id fails with ErrLogsUnavailable and
+// says why (for back ends with Caps.NoLogs).
+func logsUnavailable(t *testing.T, d drivers.Driver, id string, opts drivers.LogOptions) {
+	t.Helper()
+	rc, err := d.Logs(t.Context(), id, opts)
+	if err == nil {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		t.Fatalf("logs %s: got %q, want ErrLogsUnavailable (Caps.NoLogs)", id, b)
+	}
+	if !errors.Is(err, drivers.ErrLogsUnavailable) || len(err.Error()) < len(drivers.ErrLogsUnavailable.Error())+20 {
+		t.Fatalf("logs %s: %v; want ErrLogsUnavailable with a reason", id, err)
+	}
 }
 
 // readLogs reads id's logs from offset without following.

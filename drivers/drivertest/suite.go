@@ -89,6 +89,10 @@ func testExitCodesAndLogs(t *testing.T, h *Harness) {
 		if err != nil || again.State != st.State || again.ExitCode != st.ExitCode {
 			t.Errorf("status after wait: %+v, %v; want %s", again, err, st.State)
 		}
+		if h.Caps.NoLogs {
+			logsUnavailable(t, d, id, drivers.LogOptions{})
+			continue
+		}
 		logs := readLogs(t, d, id, 0)
 		i := strings.Index(logs, out)
 		if i < 0 {
@@ -108,6 +112,11 @@ func testLogsFollow(t *testing.T, h *Harness) {
 	id, out := "follow", "followed output"
 	if _, err := d.Start(t.Context(), h.printExit(id, out, 0)); err != nil {
 		t.Fatalf("start: %v", err)
+	}
+	if h.Caps.NoLogs {
+		logsUnavailable(t, d, id, drivers.LogOptions{Follow: true})
+		h.waitFinal(t, d, id)
+		return
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), h.d(10*time.Second))
 	defer cancel()
@@ -137,6 +146,10 @@ func testLogsStream(t *testing.T, h *Harness) {
 	}
 	t.Cleanup(func() { _ = d.Stop(context.Background(), id, 0) })
 	h.waitRunning(t, d, id)
+	if h.Caps.NoLogs {
+		logsUnavailable(t, d, id, drivers.LogOptions{Follow: true})
+		return
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	rc, err := d.Logs(ctx, id, drivers.LogOptions{Follow: true})
 	if err != nil {
@@ -320,7 +333,9 @@ func testConcurrent(t *testing.T, h *Harness) {
 		if st.ExitCode != i%2 {
 			t.Errorf("%s exit %d, want %d", id, st.ExitCode, i%2)
 		}
-		if logs := readLogs(t, d, id, 0); !strings.Contains(logs, id+"-out") {
+		if h.Caps.NoLogs {
+			logsUnavailable(t, d, id, drivers.LogOptions{})
+		} else if logs := readLogs(t, d, id, 0); !strings.Contains(logs, id+"-out") {
 			t.Errorf("%s logs %q", id, logs)
 		}
 	}
@@ -369,7 +384,9 @@ func testRecover(t *testing.T, h *Harness) {
 	if st.State != drivers.StateFailed || st.ExitCode != 3 {
 		t.Errorf("recovered short task: %s exit %d (%s), want failed exit 3", st.State, st.ExitCode, st.Message)
 	}
-	if logs := readLogs(t, d2, "short", 0); !strings.Contains(logs, "before restart") {
+	if h.Caps.NoLogs {
+		logsUnavailable(t, d2, "short", drivers.LogOptions{})
+	} else if logs := readLogs(t, d2, "short", 0); !strings.Contains(logs, "before restart") {
 		t.Errorf("recovered logs %q lost the output", logs)
 	}
 	h.waitRunning(t, d2, "long")

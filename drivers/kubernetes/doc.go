@@ -10,18 +10,24 @@
 //     pod's terminated container;
 //   - Stop deletes the Job with foreground propagation (its pod goes with
 //     it) after saving the pod's logs;
-//   - Fingerprint sums the allocatable resources of Ready, schedulable
-//     nodes and subtracts the requests of every non-terminated pod that
-//     this driver did not create; Free is that minus the driver's own
-//     unfinished tasks;
+//   - Fingerprint sums, over Ready, schedulable nodes, the allocatable
+//     resources minus the requests of every non-terminated pod that this
+//     driver instance did not create; Free is that minus the driver's own
+//     unfinished tasks. Start also refuses a task that no single node
+//     could hold, and a pod the scheduler finds no node for during
+//     Config.UnschedulableTimeout fails its task (its Job is deleted);
 //   - Logs stream from the pod; once a task is final its logs are saved in
-//     the state dir, so they outlive the pod and the Job.
+//     the state dir, so they outlive the pod and the Job. A kubelet that
+//     serves no logs (kwok's simulated nodes) gives ErrLogsUnavailable.
 //
 // Invariants:
 //   - every accepted task has a record in StateDir/tasks/<id>/task.json,
-//     written before the Job is created, so Recover finds it; Jobs carry the
-//     labels app.kubernetes.io/managed-by=pcm and pcm.mesh/task (a DNS-safe
-//     form of the id) and the annotation pcm.mesh/task-id (the exact id);
+//     written before the Job is created, so Recover finds it; Jobs are
+//     named pcm-<DNS-safe id>-<instance> (instance: 6 hex digits kept in
+//     StateDir/instance.json, so agents sharing a namespace never collide)
+//     and carry the labels app.kubernetes.io/managed-by=pcm,
+//     pcm.mesh/task (the Job name) and pcm.mesh/instance, and the
+//     annotation pcm.mesh/task-id (the exact id);
 //   - a final status is stored in the record, so it survives the Job's
 //     deletion;
 //   - the driver admits at most Fingerprint's Total on the dimensions it

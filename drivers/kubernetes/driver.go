@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -31,6 +32,7 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedByValue = "pcm"
 	LabelTask      = "pcm.mesh/task"
+	LabelInstance  = "pcm.mesh/instance"
 	AnnotationTask = "pcm.mesh/task-id"
 )
 
@@ -43,7 +45,8 @@ type Config struct {
 	// Context selects a kubeconfig context; empty means the current one.
 	Context string `json:"context,omitempty"`
 	// Namespace is where Jobs are created unless a task's options.namespace
-	// says otherwise. Default "default".
+	// says otherwise. Default: the kubeconfig context's namespace, else
+	// "default".
 	Namespace string `json:"namespace,omitempty"`
 	// DefaultImage runs command and script tasks. Default "busybox:1.36".
 	DefaultImage string `json:"default_image,omitempty"`
@@ -58,6 +61,13 @@ type Config struct {
 	DefaultMemoryMB int64 `json:"default_memory_mb,omitempty"`
 	// PollInterval is how often Wait and followed Logs ask the API server.
 	PollInterval drivers.Duration `json:"poll_interval,omitempty"`
+	// UnschedulableTimeout fails a task whose pod the scheduler has found
+	// no node for during this long (its Job is deleted). Default 2m.
+	UnschedulableTimeout drivers.Duration `json:"unschedulable_timeout,omitempty"`
+	// JobTTL lets the cluster delete a finished Job (and its pods) after
+	// this long (ttlSecondsAfterFinished); the driver keeps the task's final
+	// status and logs in its state dir. Default 24h; negative keeps Jobs.
+	JobTTL drivers.Duration `json:"job_ttl,omitempty"`
 }
 
 // DefaultConfig returns a Config with every default filled in except StateDir.
@@ -68,6 +78,9 @@ func DefaultConfig() Config {
 		GPUResource:     "nvidia.com/gpu",
 		DefaultMemoryMB: 128,
 		PollInterval:    drivers.Duration(500 * time.Millisecond),
+
+		UnschedulableTimeout: drivers.Duration(2 * time.Minute),
+		JobTTL:               drivers.Duration(24 * time.Hour),
 	}
 }
 
@@ -88,6 +101,12 @@ func (c *Config) applyDefaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = d.PollInterval
 	}
+	if c.UnschedulableTimeout == 0 {
+		c.UnschedulableTimeout = d.UnschedulableTimeout
+	}
+	if c.JobTTL == 0 {
+		c.JobTTL = d.JobTTL
+	}
 }
 
 // Validate reports the first bad field.
@@ -105,6 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kubernetes: default_memory_mb is %d; use a positive number", c.DefaultMemoryMB)
 	case c.PollInterval < 0:
 		return fmt.Errorf("kubernetes: poll_interval is %s; use a positive duration", c.PollInterval.D())
+	case c.UnschedulableTimeout < 0:
+		return fmt.Errorf("kubernetes: unschedulable_timeout is %s; use a positive duration", c.UnschedulableTimeout.D())
 	}
 	return nil
 }
@@ -119,14 +140,18 @@ func (c Config) RESTConfig() (*rest.Config, error) {
 		}
 		return rc, nil
 	}
-	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Kubeconfig},
-		&clientcmd.ConfigOverrides{CurrentContext: c.Context},
-	).ClientConfig()
+	rc, err := c.clientConfig().ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: load kubeconfig %s: %w", c.Kubeconfig, err)
 	}
 	return rc, nil
+}
+
+func (c Config) clientConfig() clientcmd.ClientConfig {
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: c.Context},
+	)
 }
 
 // FromConfig builds a driver from its JSON config (the agent's registry
@@ -154,6 +179,9 @@ type Driver struct {
 	log    *slog.Logger
 	client kubernetes.Interface
 	store  store
+	// instance tells this driver's Jobs and pods from other agents' on the
+	// same cluster (label pcm.mesh/instance; suffix of Job names).
+	instance string
 
 	admitMu sync.Mutex // serializes the capacity check and Job creation
 
@@ -166,6 +194,13 @@ type Driver struct {
 // New checks cfg, loads the client configuration and returns a driver. It
 // makes no API call.
 func New(cfg Config, logger *slog.Logger) (*Driver, error) {
+	if cfg.Namespace == "" && cfg.Kubeconfig != "" {
+		ns, _, err := cfg.clientConfig().Namespace()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes: load kubeconfig %s: %w", cfg.Kubeconfig, err)
+		}
+		cfg.Namespace = ns
+	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -173,6 +208,11 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	rc, err := cfg.RESTConfig()
 	if err != nil {
 		return nil, err
+	}
+	if rc.QPS == 0 {
+		// client-go's default (5/s, bursts of 10) starves Wait and Status
+		// of a few dozen tasks polled every poll_interval.
+		rc.QPS, rc.Burst = 50, 100
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -190,12 +230,18 @@ func NewWithClient(cfg Config, client kubernetes.Interface, logger *slog.Logger)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	st := store{dir: cfg.StateDir}
+	instance, err := st.instance()
+	if err != nil {
+		return nil, err
+	}
 	return &Driver{
-		cfg:    cfg,
-		log:    logger.With("component", "driver", "driver", "kubernetes"),
-		client: client,
-		store:  store{dir: cfg.StateDir},
-		tasks:  map[string]*task{},
+		cfg:      cfg,
+		log:      logger.With("component", "driver", "driver", "kubernetes"),
+		client:   client,
+		store:    st,
+		instance: instance,
+		tasks:    map[string]*task{},
 	}, nil
 }
 
@@ -245,20 +291,24 @@ var (
 // kinds are the task forms the driver runs.
 var kinds = []string{drivers.KindCommand, drivers.KindScript, drivers.KindImage}
 
-// jobName turns a task id into a DNS-1123 label: "pcm-" + the id made
-// lower-case with other characters as '-'; when that changed the id or is
-// too long, a hash of the id keeps names unique.
-func jobName(id string) string {
+// jobName turns a task id into a DNS-1123 label (at most 63 bytes):
+// "pcm-" + the id made lower-case with other characters as '-' + "-" +
+// the driver's instance id, so agents sharing a namespace never collide;
+// when the id changed or is too long, a hash of it keeps names unique.
+func jobName(instance, id string) string {
 	s := strings.Trim(notDNSChar.ReplaceAllString(strings.ToLower(id), "-"), "-")
-	if s == id && len(s) <= 50 {
-		return "pcm-" + s
+	if s != id || len(s) > 50 {
+		sum := sha256.Sum256([]byte(id))
+		if len(s) > 40 {
+			s = strings.TrimRight(s[:40], "-")
+		}
+		s += "-" + hex.EncodeToString(sum[:])[:10]
 	}
-	sum := sha256.Sum256([]byte(id))
-	if len(s) > 40 {
-		s = strings.TrimRight(s[:40], "-")
-	}
-	return "pcm-" + s + "-" + hex.EncodeToString(sum[:])[:10]
+	return "pcm-" + strings.TrimLeft(s, "-") + "-" + instance
 }
+
+// jobName is the Job name of task id on this driver.
+func (d *Driver) jobName(id string) string { return jobName(d.instance, id) }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{drivers.ErrInvalidSpec}, args...)...)
@@ -300,7 +350,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if v, ok := spec.Options["namespace"]; ok {
 		ns = v
 	}
-	rec := &record{Spec: spec, Resources: res, Namespace: ns, JobName: jobName(spec.ID)}
+	rec := &record{Spec: spec, Resources: res, Namespace: ns, JobName: d.jobName(spec.ID)}
 
 	d.admitMu.Lock()
 	defer d.admitMu.Unlock()
@@ -310,11 +360,14 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if exists {
 		return drivers.Status{}, fmt.Errorf("%w: task %q is already known to the kubernetes driver; use a new id", drivers.ErrExists, spec.ID)
 	}
-	fp, err := d.Fingerprint(ctx)
+	fp, rooms, err := d.cluster(ctx)
 	if err != nil {
 		return drivers.Status{}, err
 	}
 	if err := fits(res, fp.Total, fp.Free); err != nil {
+		return drivers.Status{}, fmt.Errorf("task %q: %w", spec.ID, err)
+	}
+	if err := fitsANode(res, rooms); err != nil {
 		return drivers.Status{}, fmt.Errorf("task %q: %w", spec.ID, err)
 	}
 	if err := d.store.create(spec.ID); err != nil {
@@ -329,7 +382,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 		if rmErr := d.store.remove(spec.ID); rmErr != nil {
 			d.log.Warn("remove task dir after failed create", "task", spec.ID, "err", rmErr)
 		}
-		return drivers.Status{}, fmt.Errorf("kubernetes: create job %s/%s for task %q: %w", ns, rec.JobName, spec.ID, err)
+		return drivers.Status{}, createError(spec.ID, ns, rec.JobName, err)
 	}
 	t := newTask(d, rec)
 	d.mu.Lock()
@@ -351,6 +404,41 @@ func fits(r, total, free drivers.Resources) error {
 		return fmt.Errorf("%w: resources.gpus %d requested, %d of %d free", drivers.ErrCapacity, r.GPUs, free.GPUs, total.GPUs)
 	}
 	return nil
+}
+
+// fitsANode checks that some node could hold r on its own: a pod cannot
+// span nodes, so a task that fits the cluster's sum but no node would stay
+// pending for ever.
+func fitsANode(r drivers.Resources, rooms []nodeRoom) error {
+	if len(rooms) == 0 {
+		return fmt.Errorf("%w: the cluster has no Ready, schedulable node", drivers.ErrCapacity)
+	}
+	best := rooms[0]
+	for _, room := range rooms {
+		if room.holds(r) {
+			return nil
+		}
+		if room.cpuMilli > best.cpuMilli || room.cpuMilli == best.cpuMilli && room.memBytes > best.memBytes {
+			best = room
+		}
+	}
+	b := best.resources()
+	return fmt.Errorf("%w: no node can hold resources.cpus %g, memory_mb %d, gpus %d together; the roomiest of %d nodes, %s, has %g CPUs, %d MB, %d GPUs",
+		drivers.ErrCapacity, r.CPUs, r.MemoryMB, r.GPUs, len(rooms), best.node, b.CPUs, b.MemoryMB, b.GPUs)
+}
+
+// createError explains a refused Job: a full quota is a capacity refusal,
+// a missing namespace a bad spec, a forbidden create the driver's role.
+func createError(id, ns, name string, err error) error {
+	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		return fmt.Errorf("%w: task %q: the resource quota of namespace %s is used up: %w", drivers.ErrCapacity, id, ns, err)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("kubernetes: create job %s/%s for task %q: %w; grant the driver's account \"create\" on jobs.batch in namespace %s", ns, name, id, err, ns)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: task %q: namespace %s does not exist on the cluster; create it or set options.namespace to one that does: %w", drivers.ErrInvalidSpec, id, ns, err)
+	}
+	return fmt.Errorf("kubernetes: create job %s/%s for task %q: %w", ns, name, id, err)
 }
 
 // Recover loads every record in the state dir and returns every task's

@@ -18,20 +18,27 @@ import (
 // the requests of non-terminated pods this driver did not create (capped by
 // the config), and Free = Total minus the driver's unfinished tasks.
 func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
+	fp, _, err := d.cluster(ctx)
+	return fp, err
+}
+
+// cluster is Fingerprint plus the room each usable node has for this
+// driver's pods (allocatable minus other pods' requests).
+func (d *Driver) cluster(ctx context.Context) (drivers.Fingerprint, []nodeRoom, error) {
 	if err := d.checkOpen(); err != nil {
-		return drivers.Fingerprint{}, err
+		return drivers.Fingerprint{}, nil, err
 	}
 	nodes, err := d.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return drivers.Fingerprint{}, fmt.Errorf("kubernetes: list nodes: %w", err)
+		return drivers.Fingerprint{}, nil, fmt.Errorf("kubernetes: list nodes: %w", err)
 	}
 	pods, err := d.client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		FieldSelector: "status.phase!=Succeeded,status.phase!=Failed",
 	})
 	if err != nil {
-		return drivers.Fingerprint{}, fmt.Errorf("kubernetes: list pods: %w", err)
+		return drivers.Fingerprint{}, nil, fmt.Errorf("kubernetes: list pods: %w", err)
 	}
-	total, attrs := capacity(nodes.Items, pods.Items, d.cfg.GPUResource)
+	total, attrs, rooms := capacity(nodes.Items, pods.Items, d.cfg.GPUResource, d.instance)
 	if d.cfg.MaxCPUs > 0 && total.CPUs > d.cfg.MaxCPUs {
 		total.CPUs = d.cfg.MaxCPUs
 	}
@@ -40,52 +47,77 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 	}
 	attrs["kubernetes.namespace"] = d.cfg.Namespace
 	if err := d.refreshUnfinished(ctx); err != nil {
-		return drivers.Fingerprint{}, err
+		return drivers.Fingerprint{}, nil, err
 	}
 	used := d.reserved()
 	free := total
 	free.CPUs = math.Max(0, math.Round((total.CPUs-used.CPUs)*1e6)/1e6)
 	free.MemoryMB = max(0, total.MemoryMB-used.MemoryMB)
 	free.GPUs = max(0, total.GPUs-used.GPUs)
-	return drivers.Fingerprint{Driver: "kubernetes", Total: total, Free: free, Attributes: attrs, Kinds: kinds}, nil
+	return drivers.Fingerprint{Driver: "kubernetes", Total: total, Free: free, Attributes: attrs, Kinds: kinds}, rooms, nil
+}
+
+// nodeRoom is what one node can give this driver's pods.
+type nodeRoom struct {
+	node                    string
+	cpuMilli, memBytes, gpu int64
+}
+
+func (r nodeRoom) resources() drivers.Resources {
+	return drivers.Resources{CPUs: math.Max(0, float64(r.cpuMilli)/1000), MemoryMB: max(0, r.memBytes/(1024*1024)), GPUs: int(max(0, r.gpu))}
+}
+
+// holds reports whether a pod asking for res fits in the room.
+func (r nodeRoom) holds(res drivers.Resources) bool {
+	return int64(math.Ceil(res.CPUs*1000)) <= r.cpuMilli && res.MemoryMB*1024*1024 <= r.memBytes && int64(res.GPUs) <= r.gpu
 }
 
 // capacity is the fingerprint math: allocatable of usable nodes minus the
-// requests of non-terminated pods on them, except this driver's own pods.
-func capacity(nodes []corev1.Node, pods []corev1.Pod, gpuResource string) (drivers.Resources, map[string]string) {
-	var cpuMilli, memBytes, gpus int64
-	usable := map[string]bool{}
+// requests of non-terminated pods on them, except this driver instance's
+// own pods (other pcm agents' pods on the same cluster count as used). It
+// also returns each usable node's room, sorted by name.
+func capacity(nodes []corev1.Node, pods []corev1.Pod, gpuResource, instance string) (drivers.Resources, map[string]string, []nodeRoom) {
+	rooms := map[string]*nodeRoom{}
 	models := map[string]bool{}
 	for _, n := range nodes {
 		if n.Spec.Unschedulable || !nodeReady(n) {
 			continue
 		}
-		usable[n.Name] = true
-		cpuMilli += n.Status.Allocatable.Cpu().MilliValue()
-		memBytes += n.Status.Allocatable.Memory().Value()
+		room := &nodeRoom{node: n.Name, cpuMilli: n.Status.Allocatable.Cpu().MilliValue(), memBytes: n.Status.Allocatable.Memory().Value()}
 		if q, ok := n.Status.Allocatable[corev1.ResourceName(gpuResource)]; ok {
-			gpus += q.Value()
+			room.gpu = q.Value()
 			if m := n.Labels["nvidia.com/gpu.product"]; m != "" && q.Value() > 0 {
 				models[m] = true
 			}
 		}
+		rooms[n.Name] = room
 	}
 	for _, p := range pods {
-		if !usable[p.Spec.NodeName] || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed ||
-			p.Labels[LabelManagedBy] == ManagedByValue {
+		room := rooms[p.Spec.NodeName]
+		if room == nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed ||
+			p.Labels[LabelManagedBy] == ManagedByValue && p.Labels[LabelInstance] == instance {
 			continue
 		}
 		req := podRequests(p)
-		cpuMilli -= req.Cpu().MilliValue()
-		memBytes -= req.Memory().Value()
+		room.cpuMilli -= req.Cpu().MilliValue()
+		room.memBytes -= req.Memory().Value()
 		if q, ok := req[corev1.ResourceName(gpuResource)]; ok {
-			gpus -= q.Value()
+			room.gpu -= q.Value()
 		}
 	}
+	var cpuMilli, memBytes, gpus int64
+	list := make([]nodeRoom, 0, len(rooms))
+	for _, room := range rooms {
+		cpuMilli += max(0, room.cpuMilli)
+		memBytes += max(0, room.memBytes)
+		gpus += max(0, room.gpu)
+		list = append(list, *room)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].node < list[j].node })
 	r := drivers.Resources{
-		CPUs:     math.Max(0, float64(cpuMilli)/1000),
-		MemoryMB: max(0, memBytes/(1024*1024)),
-		GPUs:     int(max(0, gpus)),
+		CPUs:     float64(cpuMilli) / 1000,
+		MemoryMB: memBytes / (1024 * 1024),
+		GPUs:     int(gpus),
 	}
 	names := make([]string, 0, len(models))
 	for m := range models {
@@ -95,11 +127,11 @@ func capacity(nodes []corev1.Node, pods []corev1.Pod, gpuResource string) (drive
 	if len(names) > 0 {
 		r.GPUModel = names[0]
 	}
-	attrs := map[string]string{"kubernetes.nodes": fmt.Sprint(len(usable))}
+	attrs := map[string]string{"kubernetes.nodes": fmt.Sprint(len(list))}
 	if len(names) > 0 {
 		attrs["kubernetes.gpu_models"] = strings.Join(names, ",")
 	}
-	return r, attrs
+	return r, attrs, list
 }
 
 func nodeReady(n corev1.Node) bool {
@@ -152,13 +184,14 @@ func (d *Driver) reserved() drivers.Resources {
 	return r
 }
 
-// refreshUnfinished asks the API server about every unfinished task, so
+// refreshUnfinished asks the API server about every unfinished task not
+// read within the last poll interval (Wait reads them that often), so
 // capacity held by tasks that ended is released.
 func (d *Driver) refreshUnfinished(ctx context.Context) error {
 	d.mu.Lock()
 	var ts []*task
 	for _, t := range d.tasks {
-		if !t.status().State.Final() {
+		if !t.status().State.Final() && !t.fresh(d.cfg.PollInterval.D()) {
 			ts = append(ts, t)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,7 @@ var createOpts = metav1.CreateOptions{FieldManager: "pcm"}
 // buildJob is the Job for one task.
 func (d *Driver) buildJob(rec *record) *batchv1.Job {
 	spec := rec.Spec
-	labels := map[string]string{LabelManagedBy: ManagedByValue, LabelTask: rec.JobName}
+	labels := map[string]string{LabelManagedBy: ManagedByValue, LabelTask: rec.JobName, LabelInstance: d.instance}
 	annotations := map[string]string{AnnotationTask: spec.ID}
 	c := corev1.Container{
 		Name:  "task",
@@ -75,6 +76,10 @@ func (d *Driver) buildJob(rec *record) *batchv1.Job {
 		secs := int64(math.Ceil(spec.Timeout.Seconds()))
 		job.Spec.ActiveDeadlineSeconds = &secs
 	}
+	if ttl := d.cfg.JobTTL.D(); ttl > 0 {
+		secs := int32(min(math.Ceil(ttl.Seconds()), math.MaxInt32))
+		job.Spec.TTLSecondsAfterFinished = &secs
+	}
 	return job
 }
 
@@ -84,6 +89,15 @@ type task struct {
 	mu  sync.Mutex
 	rec *record
 	st  drivers.Status
+	// seen is when st was last read from the API server.
+	seen time.Time
+}
+
+// fresh reports whether st was read from the API server within d.
+func (t *task) fresh(d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return time.Since(t.seen) < d
 }
 
 func newTask(d *Driver, rec *record) *task {
@@ -149,6 +163,11 @@ func (t *task) refresh(ctx context.Context) error {
 			return err
 		}
 		next = jobStatus(job, pod, stopRequested)
+		if since, msg, ok := unschedulable(pod); ok && !next.State.Final() && time.Since(since) >= t.d.cfg.UnschedulableTimeout.D() {
+			if next, err = t.failUnschedulable(ctx, msg); err != nil {
+				return err
+			}
+		}
 	}
 	next.ID, next.NativeID = rec.Spec.ID, rec.Namespace+"/"+rec.JobName
 	if next.State.Final() && next.FinishedAt.IsZero() {
@@ -165,7 +184,7 @@ func (t *task) refresh(ctx context.Context) error {
 		return nil
 	}
 	prev := t.st.State
-	t.st = next
+	t.st, t.seen = next, time.Now()
 	var saveErr error
 	if next.State.Final() {
 		final := next
@@ -181,6 +200,34 @@ func (t *task) refresh(ctx context.Context) error {
 		t.d.observers.Emit(drivers.Event{TaskID: rec.Spec.ID, State: next.State, Time: time.Now(), Resources: rec.Resources})
 	}
 	return nil
+}
+
+// unschedulable reports since when the scheduler has found no node for pod,
+// and its reason ("0/3 nodes are available: 3 Insufficient cpu").
+func unschedulable(pod *corev1.Pod) (time.Time, string, bool) {
+	if pod == nil || pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" {
+		return time.Time{}, "", false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c.LastTransitionTime.Time, c.Message, true
+		}
+	}
+	return time.Time{}, "", false
+}
+
+// failUnschedulable deletes the Job of a task that never got a node and
+// returns its final status.
+func (t *task) failUnschedulable(ctx context.Context, msg string) (drivers.Status, error) {
+	rec := t.rec
+	policy := metav1.DeletePropagationForeground
+	err := t.d.client.BatchV1().Jobs(rec.Namespace).Delete(ctx, rec.JobName, metav1.DeleteOptions{PropagationPolicy: &policy})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return drivers.Status{}, fmt.Errorf("kubernetes: delete unschedulable job of task %q: %w", rec.Spec.ID, err)
+	}
+	return drivers.Status{State: drivers.StateFailed, ExitCode: -1, Message: fmt.Sprintf(
+		"unschedulable: no node had room for %g CPUs and %d MB for %s (%s); the job was deleted; ask for less or raise unschedulable_timeout",
+		rec.Resources.CPUs, rec.Resources.MemoryMB, t.d.cfg.UnschedulableTimeout.D(), msg)}, nil
 }
 
 // jobStatus maps a Job's conditions and its pod to a pcm status.
@@ -275,9 +322,33 @@ func (d *Driver) Status(ctx context.Context, id string) (drivers.Status, error) 
 	return t.status(), nil
 }
 
-// Wait polls every PollInterval until the task is final or ctx ends.
+// Wait polls every PollInterval until the task is final or ctx ends. API
+// errors (a restarting or overloaded API server) are logged and retried,
+// so a task does not fail because one request did.
 func (d *Driver) Wait(ctx context.Context, id string) (drivers.Status, error) {
-	return drivers.PollUntilFinal(ctx, d.cfg.PollInterval.D(), func(ctx context.Context) (drivers.Status, error) { return d.Status(ctx, id) })
+	tick := time.NewTicker(d.cfg.PollInterval.D())
+	defer tick.Stop()
+	failures := 0
+	for {
+		st, err := d.Status(ctx, id)
+		switch {
+		case err == nil && st.State.Final():
+			return st, nil
+		case err == nil:
+			failures = 0
+		case errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrClosed) || ctx.Err() != nil:
+			return st, err
+		default:
+			if failures++; failures == 1 || failures%20 == 0 {
+				d.log.Warn("status of task failed; retrying", "task", id, "failures", failures, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Stop saves the pod's logs, then deletes the Job with foreground
@@ -327,7 +398,8 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 	return nil
 }
 
-// saveLogs copies the pod's whole log into the state dir.
+// saveLogs copies the pod's whole log into the state dir. When the node
+// serves no logs it records why, so Logs can say it after the pod is gone.
 func (t *task) saveLogs(ctx context.Context) error {
 	pod, err := t.pod(ctx)
 	if err != nil || pod == nil {
@@ -335,7 +407,13 @@ func (t *task) saveLogs(ctx context.Context) error {
 	}
 	rc, err := t.d.client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).Stream(ctx)
 	if err != nil {
-		return fmt.Errorf("kubernetes: logs of task %q: %w", t.rec.Spec.ID, err)
+		err = logsError(t.rec.Spec.ID, pod, err)
+		if errors.Is(err, drivers.ErrLogsUnavailable) {
+			t.mu.Lock()
+			t.rec.LogsError = err.Error()
+			t.mu.Unlock()
+		}
+		return err
 	}
 	defer rc.Close()
 	var buf bytes.Buffer
@@ -350,6 +428,17 @@ func (t *task) saveLogs(ctx context.Context) error {
 	return os.Rename(tmp, path)
 }
 
+// logsError explains a failed pod log request. Forbidden is the driver's
+// role; anything else is the node's kubelet not serving logs, which is
+// always so on nodes simulated by kwok (they run no containers).
+func logsError(id string, pod *corev1.Pod, err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("kubernetes: logs of task %q: %w; grant the driver's account \"get\" on pods/log in namespace %s", id, err, pod.Namespace)
+	}
+	return fmt.Errorf("%w: task %q: the kubelet of node %q did not serve the logs of pod %s/%s (%v); nodes simulated by kwok run no containers and keep no logs",
+		drivers.ErrLogsUnavailable, id, pod.Spec.NodeName, pod.Namespace, pod.Name, err)
+}
+
 // Logs returns the task's output from opts.Offset: from the saved copy once
 // the task is final, else streamed from its pod (following with opts.Follow).
 func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (io.ReadCloser, error) {
@@ -361,7 +450,7 @@ func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (
 		return nil, fmt.Errorf("%w: log offset %d is negative; use 0 or more", drivers.ErrInvalidSpec, opts.Offset)
 	}
 	if st := t.status(); st.State.Final() {
-		return d.savedLogs(id, opts.Offset)
+		return d.savedLogs(t, opts.Offset)
 	}
 	pod, err := t.pod(ctx)
 	if err != nil {
@@ -373,7 +462,7 @@ func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (
 			return nil, err
 		}
 		if st.State.Final() {
-			return d.savedLogs(id, opts.Offset)
+			return d.savedLogs(t, opts.Offset)
 		}
 		select {
 		case <-ctx.Done():
@@ -389,7 +478,7 @@ func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (
 	}
 	rc, err := d.client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Follow: opts.Follow}).Stream(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: logs of task %q: %w", id, err)
+		return nil, logsError(id, pod, err)
 	}
 	if _, err := io.CopyN(io.Discard, rc, opts.Offset); err != nil && !errors.Is(err, io.EOF) {
 		rc.Close()
@@ -398,9 +487,16 @@ func (d *Driver) Logs(ctx context.Context, id string, opts drivers.LogOptions) (
 	return rc, nil
 }
 
-func (d *Driver) savedLogs(id string, offset int64) (io.ReadCloser, error) {
+func (d *Driver) savedLogs(t *task, offset int64) (io.ReadCloser, error) {
+	id := t.rec.Spec.ID
 	f, err := os.Open(d.store.outputPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
+		t.mu.Lock()
+		why := t.rec.LogsError
+		t.mu.Unlock()
+		if why != "" {
+			return nil, fmt.Errorf("%w%s", drivers.ErrLogsUnavailable, strings.TrimPrefix(why, drivers.ErrLogsUnavailable.Error()))
+		}
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,9 +15,11 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -97,16 +100,16 @@ func getJob(t *testing.T, client *fake.Clientset, ns, name string) *batchv1.Job 
 
 func TestJobName(t *testing.T) {
 	for _, tc := range []struct{ id, want string }{
-		{"task-1", "pcm-task-1"},
-		{"abc", "pcm-abc"},
+		{"task-1", "pcm-task-1-0a1b2c"},
+		{"abc", "pcm-abc-0a1b2c"},
 	} {
-		if got := jobName(tc.id); got != tc.want {
+		if got := jobName("0a1b2c", tc.id); got != tc.want {
 			t.Errorf("jobName(%q) = %q, want %q", tc.id, got, tc.want)
 		}
 	}
 	seen := map[string]string{}
 	for _, id := range []string{"Task_1", "task.1", "task-1", strings.Repeat("x", 128), strings.Repeat("x", 127) + "y", "-a-", "A"} {
-		name := jobName(id)
+		name := jobName("0a1b2c", id)
 		if !dnsLabel.MatchString(name) {
 			t.Errorf("jobName(%q) = %q is not a DNS label", id, name)
 		}
@@ -139,14 +142,14 @@ func TestStartCreatesJob(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.State != drivers.StatePending || st.NativeID != tc.ns+"/pcm-"+tc.spec.ID {
+			if st.State != drivers.StatePending || st.NativeID != tc.ns+"/"+d.jobName(tc.spec.ID) {
 				t.Errorf("Start = %+v", st)
 			}
-			job := getJob(t, client, tc.ns, "pcm-"+tc.spec.ID)
-			if job.Labels[LabelManagedBy] != "pcm" || job.Labels[LabelTask] != "pcm-"+tc.spec.ID || job.Annotations[AnnotationTask] != tc.spec.ID {
+			job := getJob(t, client, tc.ns, d.jobName(tc.spec.ID))
+			if job.Labels[LabelManagedBy] != "pcm" || job.Labels[LabelTask] != d.jobName(tc.spec.ID) || job.Annotations[AnnotationTask] != tc.spec.ID {
 				t.Errorf("job labels %v annotations %v", job.Labels, job.Annotations)
 			}
-			if job.Spec.Template.Labels[LabelTask] != "pcm-"+tc.spec.ID {
+			if job.Spec.Template.Labels[LabelTask] != d.jobName(tc.spec.ID) {
 				t.Errorf("pod template labels %v", job.Spec.Template.Labels)
 			}
 			if *job.Spec.BackoffLimit != 0 || job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
@@ -166,7 +169,7 @@ func TestStartCreatesJob(t *testing.T) {
 			}
 		})
 	}
-	job := getJob(t, client, "pcm", "pcm-cmd")
+	job := getJob(t, client, "pcm", d.jobName("cmd"))
 	env := job.Spec.Template.Spec.Containers[0].Env
 	if len(env) != 2 || env[0] != (corev1.EnvVar{Name: "A", Value: "1"}) || env[1] != (corev1.EnvVar{Name: "B", Value: "2"}) {
 		t.Errorf("env = %+v, want A=1 B=2", env)
@@ -238,7 +241,7 @@ func TestLifecycleThroughAPI(t *testing.T) {
 	if _, err := d.Start(ctx, drivers.TaskSpec{ID: "life", Command: []string{"echo", "hi"}, Resources: drivers.Resources{CPUs: 1, MemoryMB: 64}}); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{LabelManagedBy: "pcm", LabelTask: "pcm-life"}
+	labels := map[string]string{LabelManagedBy: "pcm", LabelTask: d.jobName("life"), LabelInstance: d.instance}
 	p := pod("pcm", "pcm-life-abcde", "n1", corev1.PodRunning, labels, "1", "64Mi")
 	if _, err := client.CoreV1().Pods("pcm").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -251,7 +254,7 @@ func TestLifecycleThroughAPI(t *testing.T) {
 	if _, err := client.CoreV1().Pods("pcm").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	job := getJob(t, client, "pcm", "pcm-life")
+	job := getJob(t, client, "pcm", d.jobName("life"))
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
 	if _, err := client.BatchV1().Jobs("pcm").UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -289,7 +292,6 @@ func stateStrings(s []drivers.State) []string {
 }
 
 func TestFingerprintMath(t *testing.T) {
-	own := map[string]string{LabelManagedBy: "pcm"}
 	init := pod("x", "init", "n1", corev1.PodRunning, nil, "100m", "100Mi")
 	init.Spec.InitContainers = []corev1.Container{{Name: "i", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}}}
 	client := fake.NewClientset(
@@ -303,9 +305,12 @@ func TestFingerprintMath(t *testing.T) {
 		pod("x", "done", "n1", corev1.PodSucceeded, nil, "2", "2Gi"), // terminated: free
 		pod("x", "unbound", "", corev1.PodPending, nil, "2", "2Gi"),  // not on a node yet
 		pod("x", "on-cordoned", "cordoned", corev1.PodRunning, nil, "2", "2Gi"),
-		pod("pcm", "ours", "n1", corev1.PodRunning, own, "1", "1Gi"), // accounted as a task instead
 	)
 	d := newOnClient(t, "", client)
+	own := map[string]string{LabelManagedBy: "pcm", LabelInstance: d.instance}
+	if _, err := client.CoreV1().Pods("pcm").Create(t.Context(), pod("pcm", "ours", "n1", corev1.PodRunning, own, "1", "1Gi"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err) // accounted as a task instead
+	}
 	fp, err := d.Fingerprint(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -318,22 +323,37 @@ func TestFingerprintMath(t *testing.T) {
 	if fp.Attributes["kubernetes.nodes"] != "2" {
 		t.Errorf("attributes %v", fp.Attributes)
 	}
-	if _, err := d.Start(t.Context(), drivers.TaskSpec{ID: "a", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 4, MemoryMB: 1000, GPUs: 1}}); err != nil {
+	// n1 has room for 4 - 1 - 0.5 = 2.5 CPUs, n2 for 2 - 0.25 = 1.75: the
+	// sum admits 3 CPUs, no node does.
+	_, err = d.Start(t.Context(), drivers.TaskSpec{ID: "wide", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 3, MemoryMB: 10}})
+	if !errors.Is(err, drivers.ErrCapacity) || !strings.Contains(err.Error(), "no node can hold resources.cpus 3") ||
+		!strings.Contains(err.Error(), "n1, has 2.5 CPUs") {
+		t.Errorf("start wider than any node: %v", err)
+	}
+	if _, err := d.Start(t.Context(), drivers.TaskSpec{ID: "a", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 2.5, MemoryMB: 1000, GPUs: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	fp, err = d.Fingerprint(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fp.Free.CPUs != 0.25 || fp.Free.MemoryMB != 9652 || fp.Free.GPUs != 1 {
+	if fp.Free.CPUs != 1.75 || fp.Free.MemoryMB != 9652 || fp.Free.GPUs != 1 {
 		t.Errorf("free after a task = %+v", fp.Free)
 	}
-	_, err = d.Start(t.Context(), drivers.TaskSpec{ID: "b", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.5, MemoryMB: 10}})
-	if !errors.Is(err, drivers.ErrCapacity) || !strings.Contains(err.Error(), "resources.cpus 0.5 requested, 0.25 of 4.25 free") {
+	_, err = d.Start(t.Context(), drivers.TaskSpec{ID: "b", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 2, MemoryMB: 10}})
+	if !errors.Is(err, drivers.ErrCapacity) || !strings.Contains(err.Error(), "resources.cpus 2 requested, 1.75 of 4.25 free") {
 		t.Errorf("start beyond capacity: %v", err)
 	}
-	if _, err := client.BatchV1().Jobs("pcm").Get(t.Context(), "pcm-b", metav1.GetOptions{}); err == nil {
+	if _, err := client.BatchV1().Jobs("pcm").Get(t.Context(), d.jobName("b"), metav1.GetOptions{}); err == nil {
 		t.Error("a refused task created a job")
+	}
+	// Pods of another pcm agent on the same cluster are used capacity.
+	other := map[string]string{LabelManagedBy: "pcm", LabelInstance: "0000ff"}
+	if _, err := client.CoreV1().Pods("pcm").Create(t.Context(), pod("pcm", "theirs", "n2", corev1.PodRunning, other, "1", "1Gi"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if fp, err = d.Fingerprint(t.Context()); err != nil || fp.Total.CPUs != 3.25 {
+		t.Errorf("total with another agent's pod = %+v (%v), want 3.25 CPUs", fp.Total, err)
 	}
 }
 
@@ -392,7 +412,7 @@ func TestStopDeletesWithPropagation(t *testing.T) {
 		t.Fatalf("no job delete among %v", client.Actions())
 	}
 	opts := del.GetDeleteOptions()
-	if del.GetName() != "pcm-s" || opts.PropagationPolicy == nil || *opts.PropagationPolicy != metav1.DeletePropagationForeground ||
+	if del.GetName() != d.jobName("s") || opts.PropagationPolicy == nil || *opts.PropagationPolicy != metav1.DeletePropagationForeground ||
 		opts.GracePeriodSeconds == nil || *opts.GracePeriodSeconds != 3 {
 		t.Errorf("delete %s with %+v; want pcm-s, Foreground, grace 3", del.GetName(), opts)
 	}
@@ -426,20 +446,20 @@ func TestRecover(t *testing.T) {
 	}
 	// While no driver runs: "done" fails with exit 3, "gone" is deleted by
 	// someone else, "run" starts running.
-	job := getJob(t, client, "pcm", "pcm-done")
+	job := getJob(t, client, "pcm", d1.jobName("done"))
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
 	if _, err := client.BatchV1().Jobs("pcm").UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	failed := pod("pcm", "pcm-done-x", "n1", corev1.PodFailed, map[string]string{LabelTask: "pcm-done"}, "1", "64Mi")
+	failed := pod("pcm", "pcm-done-x", "n1", corev1.PodFailed, map[string]string{LabelTask: d1.jobName("done")}, "1", "64Mi")
 	failed.Status.ContainerStatuses = []corev1.ContainerStatus{{State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3}}}}
-	running := pod("pcm", "pcm-run-x", "n1", corev1.PodRunning, map[string]string{LabelTask: "pcm-run", LabelManagedBy: "pcm"}, "1", "64Mi")
+	running := pod("pcm", "pcm-run-x", "n1", corev1.PodRunning, map[string]string{LabelTask: d1.jobName("run"), LabelManagedBy: "pcm", LabelInstance: d1.instance}, "1", "64Mi")
 	for _, p := range []*corev1.Pod{failed, running} {
 		if _, err := client.CoreV1().Pods("pcm").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := client.BatchV1().Jobs("pcm").Delete(ctx, "pcm-gone", metav1.DeleteOptions{}); err != nil {
+	if err := client.BatchV1().Jobs("pcm").Delete(ctx, d1.jobName("gone"), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -500,6 +520,10 @@ current-context: x
 			}
 		})
 	}
+	d, err := FromConfig([]byte(`{"kubeconfig":"`+kubeconfig+`"}`), t.TempDir(), nil)
+	if err != nil || d.(*Driver).cfg.Namespace != "ns" {
+		t.Errorf("no namespace set: %v; want the context's namespace \"ns\"", err)
+	}
 	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
 		if _, err := FromConfig(nil, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "set kubeconfig") {
 			t.Errorf("no kubeconfig outside a cluster: %v", err)
@@ -508,26 +532,90 @@ current-context: x
 }
 
 // TestConformance runs the shared suite against a real cluster named by
-// $KUBECONFIG (namespace $PCM_K8S_NAMESPACE or "default").
+// $KUBECONFIG (namespace $PCM_K8S_NAMESPACE, else the context's); testnet/k8s-up.sh
+// starts one. With PCM_REQUIRE_KUBERNETES=1 a missing cluster fails.
 func TestConformance(t *testing.T) {
-	kubeconfig := os.Getenv("KUBECONFIG")
-	if kubeconfig == "" {
-		t.Skip("KUBECONFIG is not set: the kubernetes conformance suite needs a real cluster (unit tests above use client-go's fake clientset)")
-	}
-	ns := os.Getenv("PCM_K8S_NAMESPACE")
+	c := requireCluster(t)
 	drivertest.Run(t, drivertest.Harness{
 		New: func(t *testing.T, dir string) drivers.Driver {
-			d, err := New(Config{StateDir: dir, Kubeconfig: kubeconfig, Namespace: ns}, testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d
+			// Caps below what the cluster has free keep Total steady while
+			// other tests' pods come and go on the same cluster (go test
+			// runs packages in parallel), and let the suite's "every CPU"
+			// task fit on one node (a pod cannot span nodes).
+			return c.driver(t, dir, func(cfg *Config) {
+				cfg.MaxCPUs = math.Max(1, math.Floor(c.maxNodeCPUs)-1)
+				cfg.MaxMemoryMB = 4096
+			})
 		},
 		PrintExit: func(id, out string, code int) drivers.TaskSpec {
-			return drivers.TaskSpec{Command: []string{"/bin/sh", "-c", `printf '%s\n' "$1"; exit "$2"`, "sh", out, strconv.Itoa(code)}}
+			return drivers.TaskSpec{Command: []string{"/bin/sh", "-c", `printf '%s\n' "$1"; exit "$2"`, "sh", out, strconv.Itoa(code)},
+				Env: map[string]string{kwokExitCode: strconv.Itoa(code)}}
 		},
-		Sleep:        func(id string) drivers.TaskSpec { return drivers.TaskSpec{Command: []string{"sleep", "900"}} },
+		Sleep: func(id string) drivers.TaskSpec {
+			return drivers.TaskSpec{Command: []string{"sleep", "900"}, Env: map[string]string{kwokRunFor: "900s"}}
+		},
 		TimeoutScale: 6, // image pulls and pod start take seconds
-		Caps:         drivertest.Caps{Recover: true, Timeout: true, Stream: true},
+		Caps:         drivertest.Caps{Recover: true, Timeout: true, Stream: true, NoLogs: c.kwok},
 	})
+}
+
+// Refusals by the API server become errors that say what to do.
+func TestCreateErrors(t *testing.T) {
+	gr := schema.GroupResource{Group: "batch", Resource: "jobs"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+		msg  string
+	}{
+		{"quota", apierrors.NewForbidden(gr, "j", errors.New(`exceeded quota: q, requested: limits.cpu=1, used: limits.cpu=4, limited: limits.cpu=4`)), drivers.ErrCapacity, "quota of namespace pcm is used up"},
+		{"rbac", apierrors.NewForbidden(gr, "j", errors.New(`User "system:serviceaccount:pcm:x" cannot create resource "jobs"`)), nil, `grant the driver's account "create" on jobs.batch`},
+		{"namespace", apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "pcm"), drivers.ErrInvalidSpec, "namespace pcm does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, client := newFake(t, "")
+			client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.err })
+			_, err := d.Start(t.Context(), drivers.TaskSpec{ID: "refused", Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.5}})
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("start: %v; want %v containing %q", err, tc.want, tc.msg)
+			}
+			if _, err := d.Status(t.Context(), "refused"); !errors.Is(err, drivers.ErrNotFound) {
+				t.Errorf("a refused task was recorded: %v", err)
+			}
+		})
+	}
+}
+
+// A pod the scheduler has found no node for since longer than
+// UnschedulableTimeout fails its task with the scheduler's reason, and the
+// Job is deleted; a younger one stays pending.
+func TestUnschedulableTimeout(t *testing.T) {
+	d, client := newFake(t, "")
+	d.cfg.UnschedulableTimeout = drivers.Duration(time.Minute)
+	ctx := t.Context()
+	for _, id := range []string{"young", "old"} {
+		if _, err := d.Start(ctx, drivers.TaskSpec{ID: id, Command: []string{"true"}, Resources: drivers.Resources{CPUs: 0.5, MemoryMB: 64}}); err != nil {
+			t.Fatal(err)
+		}
+		p := pod("pcm", d.jobName(id)+"-x", "", corev1.PodPending, map[string]string{LabelTask: d.jobName(id)}, "500m", "64Mi")
+		since := time.Now().Add(-10 * time.Second)
+		if id == "old" {
+			since = time.Now().Add(-2 * time.Minute)
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+			Message: "0/1 nodes are available: 1 Insufficient cpu.", LastTransitionTime: metav1.NewTime(since)}}
+		if _, err := client.CoreV1().Pods("pcm").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := d.Status(ctx, "young"); err != nil || st.State != drivers.StatePending || !strings.Contains(st.Message, "Insufficient cpu") {
+		t.Errorf("young unschedulable task: %+v %v, want pending with the reason", st, err)
+	}
+	st, err := d.Status(ctx, "old")
+	if err != nil || st.State != drivers.StateFailed || !strings.Contains(st.Message, "unschedulable") || !strings.Contains(st.Message, "Insufficient cpu") {
+		t.Errorf("old unschedulable task: %+v %v, want failed naming the reason", st, err)
+	}
+	if _, err := client.BatchV1().Jobs("pcm").Get(ctx, d.jobName("old"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("job of the failed unschedulable task: %v, want deleted", err)
+	}
 }

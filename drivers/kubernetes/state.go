@@ -1,9 +1,15 @@
 package kubernetes
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pcm-mesh/pcm/drivers"
@@ -21,16 +27,50 @@ type record struct {
 	StopRequested bool `json:"stop_requested,omitempty"`
 	// Final is set once the task reached a final state.
 	Final *drivers.Status `json:"final,omitempty"`
+	// LogsError says why the pod's logs could not be saved (kwok nodes,
+	// an unreachable kubelet), so Logs can tell it once the pod is gone.
+	LogsError string `json:"logs_error,omitempty"`
 }
 
 // store lays out the state dir:
 //
 //	<dir>/tasks/<id>/task.json   the record
 //	<dir>/tasks/<id>/output.log  the pod's logs, saved once the task is final
+//	<dir>/instance.json          this driver's instance id (6 hex digits)
 type store struct{ dir string }
 
 func (s store) taskDir(id string) string    { return filepath.Join(s.dir, "tasks", id) }
 func (s store) outputPath(id string) string { return filepath.Join(s.taskDir(id), "output.log") }
+
+// instance reads the state dir's instance id, making one on first use.
+func (s store) instance() (string, error) {
+	path := filepath.Join(s.dir, "instance.json")
+	var saved struct {
+		Instance string `json:"instance"`
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if json.Unmarshal(b, &saved) == nil && len(saved.Instance) == 6 && strings.Trim(saved.Instance, "0123456789abcdef") == "" {
+			return saved.Instance, nil
+		}
+		return "", fmt.Errorf("kubernetes: %s does not hold an instance id of 6 hex digits; restore it (it names this driver's Jobs) or remove it when no Job of this state dir runs", path)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("kubernetes: read instance id: %w", err)
+	}
+	var raw [3]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("kubernetes: make instance id: %w", err)
+	}
+	saved.Instance = hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return "", fmt.Errorf("kubernetes: create state dir: %w", err)
+	}
+	if err := drivers.SaveJSON(path, saved); err != nil {
+		return "", fmt.Errorf("kubernetes: save instance id: %w", err)
+	}
+	return saved.Instance, nil
+}
 
 // create makes the task's directories; it fails with ErrExists when the
 // task already has a record.
