@@ -352,6 +352,8 @@ follow n1 n2 || rc=1 # across both NATs
 # /pcm/submit/1.0.0 from a short-lived client host in fw's network to n2,
 # dialled through the relay agent: n2 brokers it onto fw.
 circuit=/ip4/${IP[relay]}/tcp/4001/p2p/${ID[relay]}/p2p-circuit/p2p/${ID[n2]}
+wait_for 60 "n2 to hold a reservation on relay" bash -c \
+	"ip netns exec $(ns_of n2) curl -sf $API/v1/status | jq -e '.nat.relays | index(\"${ID[relay]}\")'" || rc=1
 if out=$(pcm fw --data-dir "$NAT_DIR/fw-client" submit --wait --peer "$circuit" "$NAT_DIR/task-n2-fw-2.yaml" 2>&1); then
 	echo "  submit --peer $circuit (from fw's network): succeeded"
 	PLACED["fw n2"]=$((${PLACED["fw n2"]:-0} + 1))
