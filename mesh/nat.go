@@ -104,7 +104,7 @@ type connHistory struct {
 
 const (
 	reserveBackoff = 15 * time.Second
-	holePunchRetry = 15 * time.Second
+	holePunchRetry = 10 * time.Second
 	maxPunchRetry  = 10 * time.Minute
 	maintainEvery  = 2 * time.Second
 	probeTimeout   = 20 * time.Second

@@ -191,10 +191,10 @@ func TestHolePunchRetriesBackOff(t *testing.T) {
 		want bool
 	}{
 		{attempts{}, true},
-		{attempts{last: now.Add(-10 * time.Second), n: 1}, false},
-		{attempts{last: now.Add(-16 * time.Second), n: 1}, true},
-		{attempts{last: now.Add(-16 * time.Second), n: 2}, false}, // 30 s after the second
-		{attempts{last: now.Add(-31 * time.Second), n: 2}, true},
+		{attempts{last: now.Add(-9 * time.Second), n: 1}, false},
+		{attempts{last: now.Add(-11 * time.Second), n: 1}, true},
+		{attempts{last: now.Add(-11 * time.Second), n: 2}, false}, // 20 s after the second
+		{attempts{last: now.Add(-21 * time.Second), n: 2}, true},
 		{attempts{last: now.Add(-9 * time.Minute), n: 50}, false}, // capped at 10 min
 		{attempts{last: now.Add(-11 * time.Minute), n: 50}, true},
 	} {

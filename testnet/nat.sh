@@ -402,6 +402,14 @@ else
 	for a in relay fw n1 n2; do echo "  $a: $(acurl "$a" /v1/ledger/verify | jq -c .)"; done
 fi
 
+# n1 and n2 must end up direct; a hole punch that failed is retried
+# (after 3 s, then 10 s, 20 s, ...), so give it a minute.
+n1_n2_direct() {
+	acurl n1 /v1/peers | jq -e --arg p "${ID[n2]}" 'any(.[]; .id == $p and any(.conns[]; .relayed | not))'
+}
+wait_for 60 "n1 and n2 to connect directly" n1_n2_direct || {
+	for a in n1 n2; do echo "  $a: $(acurl "$a" /v1/status | jq -c .nat)"; done
+}
 snap1 after relay fw n1 n2
 
 # how TAG SRC DST: how SRC was connected to DST in snapshot TAG:
