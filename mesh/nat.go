@@ -239,18 +239,44 @@ func isCircuit(a ma.Multiaddr) bool {
 }
 
 // ownAddrs are this agent's candidate direct addresses: what it listens on
-// and what peers observed, dialable ones only.
+// and what peers observed, dialable ones only. Each observed IP is also
+// paired with the QUIC listen port: QUIC dials leave from the listening
+// socket, so a port-preserving NAT maps that port even when every peer
+// happened to see this agent over TCP (whose dials leave from random
+// ports, pcm running without SO_REUSEPORT).
 func (m *nat) ownAddrs() []ma.Multiaddr {
-	out := slices.Clone(m.h.Network().ListenAddresses())
+	listen := m.h.Network().ListenAddresses()
+	out := slices.Clone(listen)
 	if ifaces, err := m.h.Network().InterfaceListenAddresses(); err == nil {
 		out = append(out, ifaces...)
 	}
 	m.mu.Lock()
 	for _, a := range m.pv.observed {
 		out = append(out, a)
+		out = append(out, withQUICPorts(a, listen)...)
 	}
 	m.mu.Unlock()
 	out = slices.DeleteFunc(ma.Unique(out), func(a ma.Multiaddr) bool { return !m.allowed(a) })
+	return out
+}
+
+// withQUICPorts puts observed's IP in front of every QUIC listen address.
+func withQUICPorts(observed ma.Multiaddr, listen []ma.Multiaddr) []ma.Multiaddr {
+	ip, _ := ma.SplitFirst(observed)
+	if ip == nil || ip.Protocol().Code != ma.P_IP4 && ip.Protocol().Code != ma.P_IP6 {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, l := range listen {
+		first, rest := ma.SplitFirst(l)
+		if first == nil || first.Protocol().Code != ip.Protocol().Code || len(rest) == 0 {
+			continue
+		}
+		if _, err := rest.ValueForProtocol(ma.P_QUIC_V1); err != nil {
+			continue
+		}
+		out = append(out, ma.Multiaddr{*ip}.Encapsulate(rest))
+	}
 	return out
 }
 

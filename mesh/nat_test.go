@@ -204,6 +204,21 @@ func TestHolePunchRetriesBackOff(t *testing.T) {
 	}
 }
 
+func TestObservedIPGetsTheQUICListenPort(t *testing.T) {
+	listen := []ma.Multiaddr{
+		ma.StringCast("/ip4/10.77.2.2/tcp/4001"),
+		ma.StringCast("/ip4/10.77.2.2/udp/4001/quic-v1"),
+		ma.StringCast("/ip6/::1/udp/4002/quic-v1"),
+	}
+	got := withQUICPorts(ma.StringCast("/ip4/10.77.0.3/tcp/37200"), listen)
+	if len(got) != 1 || got[0].String() != "/ip4/10.77.0.3/udp/4001/quic-v1" {
+		t.Fatalf("withQUICPorts = %v, want [/ip4/10.77.0.3/udp/4001/quic-v1]", got)
+	}
+	if got := withQUICPorts(ma.StringCast("/dns4/example.org/tcp/1"), listen); got != nil {
+		t.Fatalf("a DNS observation gave %v", got)
+	}
+}
+
 func TestNATConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		nat  NATConfig
