@@ -198,7 +198,7 @@ pcm() {
 	nsx "$(ns_of "$a")" "$PCM_BIN" --api "$API" "$@"
 }
 acurl() { nsx "$(ns_of "$1")" curl -sf --max-time 5 "$API$2"; }
-declare -A ID
+declare -A ID UP
 start_agent() {
 	local a=$1
 	shift
@@ -207,7 +207,7 @@ start_agent() {
 		</dev/null >>"$NAT_DIR/$a.log" 2>&1 &
 	disown "$!" 2>/dev/null || true
 	for _ in {1..150}; do
-		acurl "$a" /v1/status >/dev/null 2>&1 && return 0
+		acurl "$a" /v1/status >/dev/null 2>&1 && UP[$a]=$(date +%s.%N) && return 0
 		[[ -n $(ip netns pids "$(ns_of "$a")") ]] || {
 			tail -n 15 "$NAT_DIR/$a.log"
 			tn_die "agent $a exited"
@@ -413,29 +413,38 @@ wait_for 60 "n1 and n2 to connect directly" n1_n2_direct || {
 snap1 after relay fw n1 n2
 
 # how TAG SRC DST: how SRC was connected to DST in snapshot TAG:
-# "direct", "relayed" or "gone", then the time to direct.
+# "direct", "relayed" or "gone"; the time from the first relayed
+# connection to the first direct one; and the time from when both agents
+# were up to their first direct connection.
 how() {
-	jq -r --arg p "${ID[$3]}" '
-		map(select(.id == $p)) | if length == 0 then "gone -" else .[0] |
+	local up=${UP[$2]}
+	awk -v a="$up" -v b="${UP[$3]}" 'BEGIN{exit !(b > a)}' && up=${UP[$3]}
+	jq -r --arg p "${ID[$3]}" --argjson up "$up" '
+		def epoch: (sub("\\.[0-9]+Z$"; "Z") | fromdate) + ((capture("(?<f>\\.[0-9]+)Z$").f // "0") | tonumber);
+		map(select(.id == $p)) | if length == 0 then "gone - -" else .[0] |
 		(if any(.conns[]; .relayed | not) then "direct" else "relayed" end) + " " +
 		(if .direct_at then "\(.time_to_direct_ms / 1000 * 100 | round / 100)s"
-		 elif .relayed_at then "never" else "dialled" end) end' "$NAT_DIR/peers-$1-$2.json"
+		 elif .relayed_at then "never" else "dialled" end) + " " +
+		([.conns[] | select(.relayed | not) | .since | epoch] | if length == 0 then "-"
+		 else "\((min - $up) * 10 | round / 10 | if . < 0 then 0 else . end)s" end) end' "$NAT_DIR/peers-$1-$2.json"
 }
 echo
-printf '%-12s %-16s %-9s %-14s %-7s %-8s\n' PAIR BEFORE_KILL AFTER TIME_TO_DIRECT PLACED FAILURES
+printf '%-12s %-12s %-9s %-15s %-13s %-7s %-8s\n' PAIR BEFORE_KILL AFTER RELAYED->DIRECT DIRECT_AFTER PLACED FAILURES
 for ((i = 0; i < ${#AGENTS[@]}; i++)); do
 	for ((j = i + 1; j < ${#AGENTS[@]}; j++)); do
 		a=${AGENTS[i]} b=${AGENTS[j]}
 		k=$(pairkey "$a" "$b")
-		read -r before ttd < <(how before "$a" "$b")
+		read -r before ttd up < <(how before "$a" "$b")
 		after="-"
-		[[ $a != pub ]] && read -r after _ < <(how after "$a" "$b")
-		printf '%-12s %-16s %-9s %-14s %-7s %-8s\n' "$a-$b" "$before" "$after" "$ttd" "${PLACED[$k]:-0}" "${FAILED[$k]:-0}"
+		[[ $a != pub ]] && read -r after _ _ < <(how after "$a" "$b")
+		printf '%-12s %-12s %-9s %-15s %-13s %-7s %-8s\n' "$a-$b" "$before" "$after" "$ttd" "$up" "${PLACED[$k]:-0}" "${FAILED[$k]:-0}"
 	done
 done
 echo "(BEFORE_KILL: how the pair was connected just before pub was killed; AFTER: at the end;"
-echo " TIME_TO_DIRECT: from the first relayed connection to the first direct one (hole punch),"
-echo " \"dialled\": directly connected from the start, \"never\": relayed only)"
+echo " RELAYED->DIRECT: from the first relayed connection to the first direct one (DCUtR hole punch),"
+echo " \"dialled\": direct from the start, no relayed connection first (between n1 and n2 that"
+echo " means both dialled each other's observed address at once, itself a hole punch), \"never\": relayed only;"
+echo " DIRECT_AFTER: from when both agents were up to their first direct connection, before the kill)"
 # Must show: the two NATed providers end up direct; fw needed the relay.
 [[ $(how after n1 n2 | cut -d' ' -f1) == direct ]] || {
 	echo "FAIL: n1 and n2 did not end up directly connected (hole punching)"
