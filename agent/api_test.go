@@ -1,8 +1,10 @@
 package agent_test
 
 import (
+	"bytes"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +143,34 @@ func TestAPIRefusesCrossSiteBrowserRequests(t *testing.T) {
 			t.Errorf("%s %q: status %d, want %d", tc.header, tc.value, resp.StatusCode, tc.want)
 		}
 	}
+}
+
+// TestAPIPublishWithoutLeaderAnswers503: with its ledger's quorum gone, a
+// publish is answered 503 naming the reason within a bounded time.
+func TestAPIPublishWithoutLeaderAnswers503(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3})
+	m.WaitForMesh(30 * time.Second)
+	a := m.Nodes[0].Agent()
+	m.WaitFor(30*time.Second, "three voters", func() bool {
+		mem, err := a.Ledger().Members(t.Context())
+		return err == nil && len(mem.Voters) == 3
+	})
+	m.Stop(1)
+	m.Stop(2)
+	doc, err := os.ReadFile("../testnet/examples/framework-ai.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp, err := http.Post(a.APIURL()+"/v1/frameworks", "application/yaml", bytes.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "leader") {
+		t.Fatalf("publish without a quorum: %d %s; want 503 naming the leader", resp.StatusCode, body)
+	}
+	t.Logf("answered 503 after %s", took.Round(time.Millisecond))
 }

@@ -201,7 +201,7 @@ func (a *Agent) adhereConfigured(ctx context.Context) error {
 }
 
 // ledgerAPITimeout bounds API calls that must write to the ledger.
-const ledgerAPITimeout = 10 * time.Second
+const ledgerAPITimeout = 8 * time.Second
 
 func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 	doc, err := io.ReadAll(io.LimitReader(r.Body, consensus.MaxFrameworkPayload+1))

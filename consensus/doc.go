@@ -10,9 +10,19 @@
 //
 //   - Only entries that pass Entry.Validate (known type, size limit,
 //     canonical JSON payload, exactly the required signers, every signature
-//     valid for the type's domain) are proposed; the check runs at propose
-//     time in the proposer's goroutine, so it is parallel and refused entries
-//     never reach the raft log.
+//     valid for the type's domain) and Config.CheckPayload are proposed, and
+//     every replica checks them again when it applies them (signatures this
+//     process already checked at propose are not checked twice), with the
+//     rules that depend on state: who may author the type (membership: a
+//     voter of the configuration in force), attempt fencing (a new
+//     agreement only after the previous attempt ended lost or failed; the
+//     first final event of an attempt counts). A refused entry takes its raft
+//     slot but no chain index and is recorded as refused, identically on
+//     every replica.
+//   - The raft transport serves and dials members only (gate.go): raft
+//     trusts its transport completely, so strangers are refused below it.
+//   - Joins are decided from the joiner's own signed request and the
+//     authenticated stream peer, under an admission policy (admission.go).
 //   - The FSM is deterministic: records get consecutive indexes 1, 2, ...;
 //     record n's hash is ChainHash(hash(n-1), n, entry); every replica that
 //     applied the same raft logs has the same head and balances.
