@@ -429,7 +429,7 @@ how() {
 		 else "\((min - $up) * 10 | round / 10 | if . < 0 then 0 else . end)s" end) end' "$NAT_DIR/peers-$1-$2.json"
 }
 echo
-printf '%-12s %-12s %-9s %-15s %-13s %-7s %-8s\n' PAIR BEFORE_KILL AFTER RELAYED->DIRECT DIRECT_AFTER PLACED FAILURES
+printf '%-12s %-12s %-9s %-15s %-13s %-7s %-8s\n' PAIR BEFORE_KILL AFTER 'RELAYED->DIRECT' DIRECT_AFTER PLACED FAILURES
 for ((i = 0; i < ${#AGENTS[@]}; i++)); do
 	for ((j = i + 1; j < ${#AGENTS[@]}; j++)); do
 		a=${AGENTS[i]} b=${AGENTS[j]}
