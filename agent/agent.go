@@ -118,6 +118,7 @@ func (a *Agent) meshConfig() (mesh.Config, error) {
 		Bootstrap:      a.cfg.Bootstrap,
 		AdvertInterval: a.cfg.AdvertInterval,
 		DisableDHT:     a.cfg.DisableDHT,
+		NAT:            a.cfg.NAT.mesh(),
 	}
 	if a.cfg.SwarmKeyFile != "" {
 		key, err := os.ReadFile(a.cfg.SwarmKeyFile)

@@ -99,6 +99,7 @@ type Status struct {
 	Providers     int                 `json:"providers"`
 	Drivers       []string            `json:"drivers"`
 	Validator     mesh.ValidatorStats `json:"validator"`
+	NAT           mesh.NATStatus      `json:"nat"`
 	Ledger        any                 `json:"ledger,omitempty"`
 	// Refused counts what this agent refused from peers, by kind.
 	Refused map[string]uint64 `json:"refused"`
@@ -118,6 +119,7 @@ func (a *Agent) Status() Status {
 		Providers:     a.node.Table().Len(),
 		Drivers:       a.driverNames(),
 		Validator:     a.node.ValidatorStats(),
+		NAT:           a.node.NAT(),
 		Ledger:        a.LedgerHealth(),
 		Refused:       a.Refusals(),
 		LedgerFork:    a.fork.Load(),

@@ -33,6 +33,7 @@ type Config struct {
 	Prices     map[string]float64 `yaml:"prices"`
 	Frameworks []string           `yaml:"frameworks"`
 	Ledger     LedgerConfig       `yaml:"ledger"`
+	NAT        NATConfig          `yaml:"nat"`
 	// Lease is the lease this agent grants providers on attempts it
 	// brokers (default 30s): a provider silent for lease × 1.5 has lost
 	// its attempt, and stops it itself after one lease without renewal.
@@ -137,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ledger.MaxVoters < 0 || c.Ledger.MaxVoters%2 == 0 && c.Ledger.MaxVoters != 0 {
 		errs = append(errs, fmt.Errorf("ledger.max_voters %d: use an odd number (1, 3, 5)", c.Ledger.MaxVoters))
+	}
+	if err := c.NAT.mesh().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

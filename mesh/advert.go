@@ -37,6 +37,9 @@ type Advert struct {
 	Prices     map[string]map[string]int64 `json:"prices,omitempty"`
 	Running    int                         `json:"running"`
 	Roles      []string                    `json:"roles,omitempty"`
+	// Reachability is public, private or unknown (see NATStatus); other
+	// agents behind NAT pick public ones as relays.
+	Reachability string `json:"reachability,omitempty"`
 }
 
 // DriverInfo is one driver's share of an advert.

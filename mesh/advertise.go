@@ -32,13 +32,7 @@ func (n *Node) Republish() {
 func (n *Node) advertLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.AdvertInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-n.kick:
-		}
+	for tickOrKick(ctx, t.C, n.kick) {
 		if err := n.publishAdvert(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("publish advert", "err", err)
 		}
@@ -50,6 +44,17 @@ func (n *Node) advertLoop(ctx context.Context) {
 		case <-time.After(RepublishGap(n.cfg.AdvertInterval)):
 		}
 	}
+}
+
+// tickOrKick waits for the next tick or a kick; false once ctx is done.
+func tickOrKick(ctx context.Context, tick <-chan time.Time, kick <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tick:
+	case <-kick:
+	}
+	return true
 }
 
 // RepublishGap is the least time between two adverts: a tenth of the
@@ -82,6 +87,7 @@ func (n *Node) NextAdvert() *Advert {
 	a.Time = now.UTC()
 	a.TTLSeconds = n.cfg.AdvertTTL.Seconds()
 	a.Addrs = n.Addrs()
+	a.Reachability = n.nat.reachability()
 	return &a
 }
 
@@ -208,16 +214,48 @@ type PeerInfo struct {
 	Direction string   `json:"direction"`
 	LatencyMS float64  `json:"latency_ms"`
 	Provider  bool     `json:"provider"`
+	// Conns are the open connections, direct or through a relay.
+	Conns []ConnInfo `json:"conns"`
+	// RelayedAt is when the peer was first reached through a relay (no
+	// direct connection yet then); DirectAt when a direct connection (hole
+	// punched, or dialled) followed. Absent when they did not happen.
+	RelayedAt *time.Time `json:"relayed_at,omitempty"`
+	DirectAt  *time.Time `json:"direct_at,omitempty"`
+	// TimeToDirectMS is DirectAt - RelayedAt in milliseconds.
+	TimeToDirectMS float64 `json:"time_to_direct_ms,omitempty"`
+}
+
+// ConnInfo is one connection to a peer.
+type ConnInfo struct {
+	Addr      string    `json:"addr"`
+	Direction string    `json:"direction"`
+	Relayed   bool      `json:"relayed"`
+	Limited   bool      `json:"limited,omitempty"`
+	Since     time.Time `json:"since"`
 }
 
 // Peers lists connected peers.
 func (n *Node) Peers() []PeerInfo {
 	var out []PeerInfo
 	for _, pid := range n.host.Network().Peers() {
-		pi := PeerInfo{ID: pid.String()}
+		pi := PeerInfo{ID: pid.String(), Conns: []ConnInfo{}}
 		for _, c := range n.host.Network().ConnsToPeer(pid) {
+			st := c.Stat()
 			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
-			pi.Direction = c.Stat().Direction.String()
+			pi.Direction = st.Direction.String()
+			pi.Conns = append(pi.Conns, ConnInfo{
+				Addr: c.RemoteMultiaddr().String(), Direction: st.Direction.String(),
+				Relayed: isCircuit(c.RemoteMultiaddr()), Limited: st.Limited, Since: st.Opened.UTC(),
+			})
+		}
+		if r, d := n.nat.historyOf(pid); !r.IsZero() {
+			r = r.UTC()
+			pi.RelayedAt = &r
+			if !d.IsZero() {
+				d = d.UTC()
+				pi.DirectAt = &d
+				pi.TimeToDirectMS = float64(d.Sub(r).Microseconds()) / 1000
+			}
 		}
 		pi.LatencyMS = float64(n.host.Peerstore().LatencyEWMA(pid).Microseconds()) / 1000
 		_, pi.Provider = n.table.Get(pid.String())
@@ -225,3 +263,6 @@ func (n *Node) Peers() []PeerInfo {
 	}
 	return out
 }
+
+// NAT reports reachability, the relay service and reservations.
+func (n *Node) NAT() NATStatus { return n.nat.status() }

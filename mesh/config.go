@@ -23,6 +23,8 @@ type Config struct {
 	// DisableDHT turns the kad-dht off (in-process tests of thousands of
 	// agents that do not need it).
 	DisableDHT bool
+	// NAT configures reachability probes, relays and hole punching.
+	NAT NATConfig
 
 	// AdvertInterval is how often the local advert is republished.
 	AdvertInterval time.Duration
@@ -107,6 +109,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxFDs == 0 {
 		c.MaxFDs = d.MaxFDs
 	}
+	c.NAT = c.NAT.withDefaults()
 	return c
 }
 
@@ -137,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFDs < 16 {
 		errs = append(errs, fmt.Errorf("max_fds %d is too small; use at least 16", c.MaxFDs))
+	}
+	if err := c.NAT.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,9 @@
 // TLS, yamux, resource and connection managers, optional private network),
 // the agent's Ed25519 identity, discovery (bootstrap peers and a private
 // kad-dht under the /pcm protocol prefix), gossipsub adverts and the
-// resource table built from them, stream helpers and a raft stream layer.
+// resource table built from them, stream helpers and a raft stream layer,
+// and NAT traversal (nat.go): AutoNAT v2 reachability, circuit relay v2
+// service and reservations, DCUtR hole punching.
 //
 // Invariants:
 //   - every advert in the Table passed the Validator: it is well formed,
@@ -11,7 +13,10 @@
 //     that provider;
 //   - adverts leave the Table once their TTL has passed;
 //   - the identity key on disk is never replaced: a wrong mode or a corrupt
-//     file is an error naming the file.
+//     file is an error naming the file;
+//   - an agent serves as relay only while AutoNAT (or its configuration)
+//     says it is public, and holds relay reservations only while it is
+//     not; every stream opened through Node may use a relayed connection.
 //
 // Wire formats are documented in PROTOCOL.md.
 package mesh

@@ -19,10 +19,12 @@ import (
 )
 
 // newHost builds the libp2p host: TCP and QUIC (TCP only with a swarm
-// key), Noise and TLS, yamux, a resource manager with explicit limits and a
-// connection manager. Extra options come last (tests use them to swap the
-// network).
-func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error) {
+// key), Noise and TLS, yamux, a resource manager with explicit limits, a
+// connection manager and the circuit relay v2 transport (dialing through
+// relays and accepting relayed connections). addrs adds to the addresses
+// the host announces (relay addresses). Extra options come last (tests
+// use them to swap the network).
+func newHost(id *Identity, cfg Config, addrs func([]ma.Multiaddr) []ma.Multiaddr, extra ...libp2p.Option) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	scaled := limits.Scale(cfg.MaxMemoryMB<<20, cfg.MaxFDs)
@@ -34,7 +36,6 @@ func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	listen := cfg.Listen
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = "pcm"
@@ -42,25 +43,22 @@ func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error
 	opts := []libp2p.Option{
 		libp2p.Identity(id.PrivKey()),
 		libp2p.UserAgent(ua),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
-		// Without SO_REUSEPORT a second agent on a taken port fails to
-		// bind instead of sharing it (dials would land on either process).
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		libp2p.EnableRelay(),
 	}
+	if addrs != nil {
+		opts = append(opts, libp2p.AddrsFactory(addrs))
+	}
+	tr, err := transportOptions(cfg)
+	if err != nil {
+		rm.Close()
+		return nil, err
+	}
+	opts = append(opts, tr...)
+	listen := cfg.Listen
 	if len(cfg.SwarmKey) > 0 {
-		psk, err := pnet.DecodeV1PSK(bytes.NewReader(cfg.SwarmKey))
-		if err != nil {
-			return nil, fmt.Errorf("swarm key: %w (expected /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits)", err)
-		}
-		opts = append(opts, libp2p.PrivateNetwork(psk))
 		listen = tcpOnly(listen)
-	} else {
-		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
 	opts = append(opts, libp2p.ListenAddrStrings(listen...))
 	opts = append(opts, extra...)
@@ -77,6 +75,29 @@ func newHost(id *Identity, cfg Config, extra ...libp2p.Option) (host.Host, error
 		return nil, err
 	}
 	return h, nil
+}
+
+// transportOptions are the transports, security and muxer every host of
+// this node uses (the mesh host and the AutoNAT dial-back host).
+func transportOptions(cfg Config) ([]libp2p.Option, error) {
+	opts := []libp2p.Option{
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		// Without SO_REUSEPORT a second agent on a taken port fails to
+		// bind instead of sharing it (dials would land on either process).
+		// It also means TCP dials leave from random ports, so hole
+		// punching works over QUIC only (see PROTOCOL.md).
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+	}
+	if len(cfg.SwarmKey) > 0 {
+		psk, err := pnet.DecodeV1PSK(bytes.NewReader(cfg.SwarmKey))
+		if err != nil {
+			return nil, fmt.Errorf("swarm key: %w (expected /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits)", err)
+		}
+		return append(opts, libp2p.PrivateNetwork(psk)), nil
+	}
+	return append(opts, libp2p.Transport(quic.NewTransport)), nil
 }
 
 // tcpOnly drops non-TCP listen addresses (a private network cannot use QUIC).

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -26,12 +28,14 @@ type Node struct {
 	log   *slog.Logger
 	host  host.Host
 	given bool // host supplied by the caller (mocknet); not closed by us
+	extra []libp2p.Option
 
 	dht       *dht.IpfsDHT
 	ps        *pubsub.PubSub
 	topic     *pubsub.Topic
 	validator *Validator
 	table     *Table
+	nat       *nat
 
 	mu       sync.Mutex
 	source   func() Advert
@@ -54,6 +58,12 @@ type Option func(*Node)
 // instead of building one; the host's identity must be id's.
 func WithHost(h host.Host) Option { return func(n *Node) { n.host, n.given = h, true } }
 
+// withLibp2p adds options to the host the node builds (tests: a
+// connection gater that stands in for a NAT on loopback).
+func withLibp2p(opts ...libp2p.Option) Option {
+	return func(n *Node) { n.extra = append(n.extra, opts...) }
+}
+
 // New prepares a node; Start brings it up.
 func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, error) {
 	cfg = cfg.withDefaults()
@@ -71,6 +81,13 @@ func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, err
 		kick:     make(chan struct{}, 1),
 	}
 	n.validator = NewValidator(cfg.MaxClockSkew, nil, n.log)
+	var relays []peer.AddrInfo
+	for _, a := range append(slices.Clone(cfg.NAT.Relays), cfg.Bootstrap...) {
+		if ai, err := ParseAddrInfo(a); err == nil && ai.ID.String() != id.ID() {
+			relays = append(relays, ai)
+		}
+	}
+	n.nat = newNAT(cfg.NAT, relays, n.log.With("component", "nat"), n.Republish)
 	for _, o := range opts {
 		o(n)
 	}
@@ -84,7 +101,7 @@ const maxGossipRPC = 4 << 20
 
 func (n *Node) Start(ctx context.Context) error {
 	if n.host == nil {
-		h, err := newHost(n.id, n.cfg)
+		h, err := newHost(n.id, n.cfg, n.nat.addrs, n.extra...)
 		if err != nil {
 			return err
 		}
@@ -92,6 +109,17 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	if !n.given {
+		// A supplied host (mocknet) has no transports to traverse NAT with.
+		tr, err := transportOptions(n.cfg)
+		if err == nil {
+			err = n.nat.start(n.host, n.table, tr)
+		}
+		if err != nil {
+			n.Close()
+			return fmt.Errorf("nat traversal: %w", err)
+		}
+	}
 	if err := n.startRouting(); err != nil {
 		n.Close()
 		return err
@@ -101,19 +129,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.connectBootstrap(ctx)
-	n.goLoop(func() { n.advertLoop(runCtx) })
-	n.goLoop(func() { n.expireLoop(runCtx) })
-	n.goLoop(func() { n.bootstrapLoop(runCtx) })
+	n.wg.Go(func() { n.advertLoop(runCtx) })
+	n.wg.Go(func() { n.expireLoop(runCtx) })
+	n.wg.Go(func() { n.bootstrapLoop(runCtx) })
 	n.log.Info("mesh started", "peer", n.id.ID(), "addrs", n.Addrs())
 	return nil
-}
-
-func (n *Node) goLoop(f func()) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
 }
 
 func (n *Node) startRouting() error {
@@ -167,12 +187,12 @@ func (n *Node) startPubSub(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", AdvertsTopic, err)
 	}
-	n.goLoop(func() { n.readAdverts(ctx, sub) })
+	n.wg.Go(func() { n.readAdverts(ctx, sub) })
 	events, err := t.EventHandler()
 	if err != nil {
 		return fmt.Errorf("watch %s peers: %w", AdvertsTopic, err)
 	}
-	n.goLoop(func() { n.greetNewPeers(ctx, events) })
+	n.wg.Go(func() { n.greetNewPeers(ctx, events) })
 	return nil
 }
 
@@ -357,17 +377,25 @@ func (n *Node) ensureAddrs(ctx context.Context, id string) (peer.ID, error) {
 	return pid, nil
 }
 
-// NewStream opens a stream of protocol p to peer id.
+// NewStream opens a stream of protocol p to peer id. It may use a relayed
+// connection, even a limited one (see nat.go): with no direct connection
+// yet, the relay is the only way to a peer behind NAT.
 func (n *Node) NewStream(ctx context.Context, id string, p protocol.ID) (network.Stream, error) {
 	pid, err := n.ensureAddrs(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.host.NewStream(ctx, pid, p)
+	s, err := n.host.NewStream(AllowRelayed(ctx), pid, p)
 	if err != nil {
 		return nil, fmt.Errorf("open %s to %s: %w", p, id, err)
 	}
 	return s, nil
+}
+
+// AllowRelayed lets streams opened with ctx use relayed connections that
+// the relay limits (libp2p refuses them otherwise).
+func AllowRelayed(ctx context.Context) context.Context {
+	return network.WithAllowLimitedConn(ctx, "pcm")
 }
 
 // Handle serves inbound streams of protocol p.
@@ -389,6 +417,7 @@ func (n *Node) Close() error {
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
 		}
+		errs = append(errs, n.nat.close())
 		if n.host != nil && !n.given {
 			errs = append(errs, n.host.Close())
 		}

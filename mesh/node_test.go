@@ -20,15 +20,20 @@ func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p
 // startNode starts a node on loopback with free ports.
 func startNode(t *testing.T, bootstrap []string, swarmKey []byte) *Node {
 	t.Helper()
+	return startNodeWith(t, Config{Bootstrap: bootstrap, SwarmKey: swarmKey})
+}
+
+// startNodeWith starts a node on loopback with free ports and fast
+// adverts; cfg supplies the rest.
+func startNodeWith(t *testing.T, cfg Config, opts ...Option) *Node {
+	t.Helper()
 	id, err := GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
-		Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: bootstrap, SwarmKey: swarmKey,
-		AdvertInterval: 200 * time.Millisecond, AdvertTTL: time.Second,
-	}
-	n, err := New(id, cfg, testLogger(t))
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.AdvertInterval, cfg.AdvertTTL = 200*time.Millisecond, time.Second
+	n, err := New(id, cfg, testLogger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

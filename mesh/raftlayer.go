@@ -58,7 +58,7 @@ func (n *Node) DialConn(ctx context.Context, id string, p protocol.ID) (net.Conn
 	if err != nil {
 		return nil, err
 	}
-	c, err := gostream.Dial(ctx, n.host, pid, p)
+	c, err := gostream.Dial(AllowRelayed(ctx), n.host, pid, p)
 	if err != nil {
 		return nil, fmt.Errorf("open %s to %s: %w", p, id, err)
 	}

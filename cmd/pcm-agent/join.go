@@ -45,6 +45,10 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.StringFlag{Name: "ledger-admit", Usage: "who may hold a copy of the ledger: allow-list (default: --ledger-voter/--ledger-non-voter peers and those a voter admits with 'ledger admit'; others are clients) or open (any peer, for meshes that trust each other)"},
 			&cli.StringSliceFlag{Name: "ledger-voter", Usage: "peer id allowed to become a ledger voter (repeatable; used while this agent leads)"},
 			&cli.StringSliceFlag{Name: "ledger-non-voter", Usage: "peer id allowed to become a ledger non-voter (repeatable)"},
+			&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto (AutoNAT v2 probes), public or private"},
+			&cli.BoolFlag{Name: "nat-private-addrs", Usage: "treat private addresses (10/8, 172.16/12, 192.168/16, 100.64/10) as reachable from outside for AutoNAT, relays and hole punching (a private WAN or a test network)"},
+			&cli.BoolFlag{Name: "no-relay-service", Usage: "do not serve as a relay for agents behind NAT when publicly reachable"},
+			&cli.StringSliceFlag{Name: "relay", Usage: "multiaddr of a relay to reserve on when behind NAT, ending in /p2p/<peer id> (repeatable; bootstrap peers and public agents are tried too)"},
 		},
 		Action: runJoin,
 	}
@@ -171,6 +175,16 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 	}
 	// PCM_FAULT_DROP_FINAL_EVENTS=1 injects a bug for testnet/chaos.sh to catch.
 	cfg.Faults.DropFinalEvents = os.Getenv("PCM_FAULT_DROP_FINAL_EVENTS") == "1"
+	setString(c, "reachability", &cfg.NAT.Reachability)
+	if c.IsSet("nat-private-addrs") {
+		cfg.NAT.AllowPrivateAddrs = c.Bool("nat-private-addrs")
+	}
+	if c.IsSet("no-relay-service") {
+		cfg.NAT.DisableRelayService = c.Bool("no-relay-service")
+	}
+	if c.IsSet("relay") {
+		cfg.NAT.Relays = c.StringSlice("relay")
+	}
 	if len(cfg.Drivers) == 0 {
 		cfg.Drivers = map[string]yaml.Node{"local": {}}
 	}

@@ -51,6 +51,11 @@ func TestJoinRefusesBadConfigAndKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "api_token") {
 		t.Fatalf("open API: err = %v, want it to ask for a token", err)
 	}
+
+	err = runApp(t, "--data-dir", filepath.Join(dir, "data4"), "join", "--reachability", "sometimes", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), "nat.reachability") || exitCode(err) != exitUsage {
+		t.Fatalf("bad --reachability: err = %v (exit %d), want a usage error naming nat.reachability", err, exitCode(err))
+	}
 }
 
 // id never creates an identity by itself; with --init it does, once, and

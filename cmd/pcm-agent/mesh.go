@@ -79,6 +79,14 @@ func statusCommand() *cli.Command {
 				fmt.Fprintf(w, "drivers\t%s\n", strings.Join(st.Drivers, ", "))
 				fmt.Fprintf(w, "adverts accepted\t%d\n", st.Validator.Accepted)
 				fmt.Fprintf(w, "adverts rejected\t%s\n", countsByReason(st.Validator.Rejected))
+				fmt.Fprintf(w, "reachability\t%s\n", st.NAT.Reachability)
+				fmt.Fprintf(w, "relay service\t%v\n", st.NAT.RelayService)
+				for _, r := range st.NAT.Relays {
+					fmt.Fprintf(w, "relay reservation\t%s\n", r)
+				}
+				for _, a := range st.NAT.ObservedAddrs {
+					fmt.Fprintf(w, "observed addr\t%s\n", a)
+				}
 				for _, a := range st.Addrs {
 					fmt.Fprintf(w, "addr\t%s\n", a)
 				}
@@ -98,13 +106,20 @@ func peersCommand() *cli.Command {
 			}
 			sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
 			return render(c, peers, func(w io.Writer) {
-				fmt.Fprintln(w, "PEER\tPROVIDER\tDIRECTION\tLATENCY\tADDRESS")
+				fmt.Fprintln(w, "PEER\tPROVIDER\tVIA\tSINCE\tDIRECTION\tLATENCY\tADDRESS")
+				now := time.Now()
 				for _, p := range peers {
-					addr := ""
-					if len(p.Addrs) > 0 {
-						addr = p.Addrs[0]
+					for _, cn := range p.Conns {
+						via := "direct"
+						if cn.Relayed {
+							via = "relayed"
+						}
+						if !cn.Relayed && p.RelayedAt != nil && p.DirectAt != nil {
+							via = fmt.Sprintf("direct (%s after relay)", p.DirectAt.Sub(*p.RelayedAt).Round(time.Millisecond))
+						}
+						since := fmt.Sprintf("%s (%s ago)", cn.Since.Local().Format(time.TimeOnly), now.Sub(cn.Since).Round(time.Second))
+						fmt.Fprintf(w, "%s\t%v\t%s\t%s\t%s\t%.2fms\t%s\n", p.ID, p.Provider, via, since, cn.Direction, p.LatencyMS, cn.Addr)
 					}
-					fmt.Fprintf(w, "%s\t%v\t%s\t%.2fms\t%s\n", p.ID, p.Provider, p.Direction, p.LatencyMS, addr)
 				}
 			})
 		},

@@ -30,7 +30,10 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte, wait bool) erro
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs, libp2p.UserAgent(agent.UserAgent(version)))
+	// EnableRelay: the peer may be behind NAT, reachable at a
+	// /p2p-circuit address only (NoListenAddrs alone leaves relaying off).
+	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.NoListenAddrs, libp2p.EnableRelay(),
+		libp2p.UserAgent(agent.UserAgent(version)))
 	if err != nil {
 		return fmt.Errorf("start a libp2p client: %w", err)
 	}
@@ -84,7 +87,7 @@ func submitRemote(c *cli.Context, addr, path string, doc []byte, wait bool) erro
 
 // exchange sends one frame on a new stream and reads one frame back.
 func exchange(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req, resp any) error {
-	s, err := h.NewStream(ctx, p, proto)
+	s, err := h.NewStream(mesh.AllowRelayed(ctx), p, proto)
 	if err != nil {
 		return withCode(exitUnavailable, fmt.Errorf("open %s: %w", proto, err))
 	}
