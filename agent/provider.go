@@ -383,8 +383,12 @@ func (at *attempt) halt(reason string) {
 }
 
 // run executes one attempt and records its events in the ledger.
+//
+// The attempt outlives this process: when the agent closes, run stops
+// waiting (Close must end in seconds, not when the task does) and the next
+// start re-attaches to the driver's task (recover).
 func (p *provider) run(at *attempt, task *rules.Task) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(p.a.runCtx)
 	defer cancel()
 	defer func() {
 		p.mu.Lock()
@@ -398,6 +402,9 @@ func (p *provider) run(at *attempt, task *rules.Task) {
 	spec := taskSpec(at.specID, task)
 	_, err := at.driver.Start(ctx, spec)
 	p.started(at.ag.ID)
+	if err != nil && p.a.runCtx.Err() != nil {
+		return // closing: recover decides at the next start
+	}
 	if err != nil && !errors.Is(err, drivers.ErrExists) {
 		p.event(at.ag, consensus.EventFailed, drivers.Status{ExitCode: -1, Message: "start: " + err.Error()})
 		return
@@ -421,6 +428,9 @@ func (p *provider) finish(ctx context.Context, at *attempt) {
 	}()
 	st, err := at.driver.Wait(ctx, at.specID)
 	close(done)
+	if err != nil && p.a.runCtx.Err() != nil {
+		return // the agent is closing; the task runs on and is recovered at the next start
+	}
 	if err != nil {
 		st = drivers.Status{State: drivers.StateFailed, ExitCode: -1, Message: "wait: " + err.Error()}
 	}
@@ -524,7 +534,9 @@ func (p *provider) recover(ctx context.Context) {
 					delete(p.byTask, ag.TaskID)
 					p.mu.Unlock()
 				}()
-				p.event(ag, consensus.EventStarted, drivers.Status{})
+				if _, err := p.a.ledger.Entry(ctx, ag.ID+"/"+consensus.EventStarted); err != nil {
+					p.event(ag, consensus.EventStarted, drivers.Status{})
+				}
 				p.finish(ctx, at)
 			})
 		}
