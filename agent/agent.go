@@ -52,11 +52,15 @@ type Agent struct {
 	fork         atomic.Pointer[consensus.ForkReport] // last CheckPeers report
 	// leaderlessSince is when this replica last lost sight of a leader.
 	leaderlessSince atomic.Pointer[time.Time]
-	tasks           *taskStore
-	fws             *frameworks
-	provider        *provider
-	broker          *broker
-	metrics         *metrics
+
+	done      chan struct{} // closed by fatal
+	fatalOnce sync.Once
+	fatalErr  error
+	tasks     *taskStore
+	fws       *frameworks
+	provider  *provider
+	broker    *broker
+	metrics   *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
 	// (negotiations, event proposals) derives its contexts from it.
 	runCtx context.Context
@@ -143,6 +147,15 @@ func UserAgent(version string) string {
 // API. On error everything started is closed again.
 func (a *Agent) Start(ctx context.Context) error {
 	a.started = time.Now()
+	if a.done == nil {
+		a.done = make(chan struct{})
+	}
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", a.cfg.DataDir, err)
+	}
+	if err := a.checkDisk(); err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.runCtx = cancel, runCtx
 	if err := a.node.Start(ctx); err != nil {
@@ -173,6 +186,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.goLoop(func() { a.fingerprintLoop(runCtx) })
 	a.goLoop(func() { a.forkWatch(runCtx, 30*time.Second) })
+	a.goLoop(func() { a.diskWatch(runCtx) })
 	if a.cfg.APIListen != "" {
 		if err := a.startAPI(); err != nil {
 			a.Close()

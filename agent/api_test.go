@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/pcm-mesh/pcm/testnet"
 )
 
@@ -173,4 +175,33 @@ func TestAPIPublishWithoutLeaderAnswers503(t *testing.T) {
 		t.Fatalf("publish without a quorum: %d %s; want 503 naming the leader", resp.StatusCode, body)
 	}
 	t.Logf("answered 503 after %s", took.Round(time.Millisecond))
+}
+
+// TestStartRefusesAFullDisk: an agent whose data dir has less free space
+// than min_free_mb refuses to start, naming the data dir and the fix
+// (Badger would crash with SIGBUS on a full disk).
+func TestStartRefusesAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	cfg := agent.DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIListen = ""
+	cfg.MinFreeMB = 1 << 40 // more than any disk has
+	id, err := mesh.LoadOrCreateIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := testnet.DefaultDrivers(0, dir+"/drivers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Deps{Identity: id, Drivers: ds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	err = a.Start(t.Context())
+	if !errors.Is(err, agent.ErrDiskFull) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "min_free_mb") {
+		t.Fatalf("start on a full disk: %v; want ErrDiskFull naming %s and min_free_mb", err, dir)
+	}
 }

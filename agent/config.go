@@ -37,8 +37,12 @@ type Config struct {
 	// Lease is the lease this agent grants providers on attempts it
 	// brokers (default 30s): a provider silent for lease × 1.5 has lost
 	// its attempt, and stops it itself after one lease without renewal.
-	Lease    time.Duration `yaml:"lease"`
-	LogLevel string        `yaml:"log_level"`
+	Lease time.Duration `yaml:"lease"`
+	// MinFreeMB is the free space the agent keeps on its data dir's file
+	// system: it refuses to start below it and stops cleanly when it falls
+	// below it (default 64).
+	MinFreeMB int    `yaml:"min_free_mb"`
+	LogLevel  string `yaml:"log_level"`
 	// DisableDHT is for large in-process test meshes.
 	DisableDHT bool `yaml:"-"`
 	// Faults inject bugs for testing the checkers (testnet/chaos.sh); never

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -85,8 +86,14 @@ func runJoin(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "  addr:  %s\n", addr)
 	}
 	fmt.Fprintln(c.App.ErrWriter, "press Ctrl-C to stop")
-	<-ctx.Done()
-	log.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-a.Done():
+		log.Error("shutting down", "reason", a.Err())
+		cerr := a.Close()
+		return errors.Join(a.Err(), cerr)
+	}
 	return a.Close()
 }
 
