@@ -210,9 +210,11 @@ func (a *Agent) startAPI() error {
 		return fmt.Errorf("api_listen %s: %w (another agent running? use --api-listen 127.0.0.1:0)", a.cfg.APIListen, err)
 	}
 	a.apiAddr = ln.Addr().String()
-	// Read and idle timeouts cut slow or idle clients; no write timeout, as
-	// log follows are long streams (each ends with its task or client).
-	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The timeouts cut slow or idle clients (slowloris, a reader that never
+	// reads); long streams extend the write deadline chunk by chunk
+	// (streamChunk).
+	to := a.cfg.APITimeouts.orDefaults()
+	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: min(10*time.Second, to.Read), ReadTimeout: to.Read, WriteTimeout: to.Write, IdleTimeout: to.Idle}
 	a.goLoop(func() {
 		if err := a.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("api server", "err", err)

@@ -15,12 +15,14 @@ import (
 // Config is an agent's configuration, as read from its YAML file (flags
 // override it in cmd/pcm-agent). Zero values take DefaultConfig's.
 type Config struct {
-	DataDir        string            `yaml:"data_dir"`
-	Listen         []string          `yaml:"listen"`
-	Bootstrap      []string          `yaml:"bootstrap"`
-	SwarmKeyFile   string            `yaml:"swarm_key"`
-	APIListen      string            `yaml:"api_listen"`
-	APIToken       string            `yaml:"api_token"`
+	DataDir      string   `yaml:"data_dir"`
+	Listen       []string `yaml:"listen"`
+	Bootstrap    []string `yaml:"bootstrap"`
+	SwarmKeyFile string   `yaml:"swarm_key"`
+	APIListen    string   `yaml:"api_listen"`
+	APIToken     string   `yaml:"api_token"`
+	// APITimeouts cut slow and idle HTTP clients.
+	APITimeouts    APITimeouts       `yaml:"api_timeouts"`
 	Region         string            `yaml:"region"`
 	Zone           string            `yaml:"zone"`
 	Labels         map[string]string `yaml:"labels"`
@@ -70,6 +72,30 @@ type LedgerConfig struct {
 	NonVoters []string `yaml:"non_voters"`
 }
 
+// APITimeouts bound what a slow client can hold on the HTTP API: a
+// request must arrive whole within Read (a slow body is cut there), a
+// response or each chunk of a stream (log follow, the page's events) must
+// be taken within Write, and a kept-alive connection closes after Idle.
+type APITimeouts struct {
+	Read  time.Duration `yaml:"read"`
+	Write time.Duration `yaml:"write"`
+	Idle  time.Duration `yaml:"idle"`
+}
+
+// orDefaults fills unset timeouts with the defaults (30s, 1m, 2m).
+func (t APITimeouts) orDefaults() APITimeouts {
+	if t.Read <= 0 {
+		t.Read = 30 * time.Second
+	}
+	if t.Write <= 0 {
+		t.Write = time.Minute
+	}
+	if t.Idle <= 0 {
+		t.Idle = 2 * time.Minute
+	}
+	return t
+}
+
 // DefaultAPIListen is the API address PCM users know.
 const DefaultAPIListen = "127.0.0.1:8999"
 
@@ -78,6 +104,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:         []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
 		APIListen:      DefaultAPIListen,
+		APITimeouts:    APITimeouts{}.orDefaults(),
 		AdvertInterval: 10 * time.Second,
 		Ledger:         LedgerConfig{MaxVoters: 3, MaxNonVoters: 6, VoterTimeout: 30 * time.Second},
 		LogLevel:       "info",
@@ -107,6 +134,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("api_listen %q: want HOST:PORT such as 127.0.0.1:8999", c.APIListen))
 		} else if !isLoopback(c.APIListen) && c.APIToken == "" {
 			errs = append(errs, fmt.Errorf("api_listen %q is not a loopback address: set api_token (--api-token) so the API is not open to the network", c.APIListen))
+		}
+	}
+	for _, to := range []struct {
+		name string
+		d    time.Duration
+	}{{"read", c.APITimeouts.Read}, {"write", c.APITimeouts.Write}, {"idle", c.APITimeouts.Idle}} {
+		if to.d != 0 && to.d < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("api_timeouts.%s %s is too short; use at least 100ms, or leave it out for the default", to.name, to.d))
 		}
 	}
 	if c.AdvertInterval != 0 && c.AdvertInterval < 10*time.Millisecond {

@@ -323,10 +323,14 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 		defer rc.Close()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fl, _ := w.(http.Flusher)
+		rc2 := http.NewResponseController(w)
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := rc.Read(buf)
 			if n > 0 {
+				// Each chunk gets a fresh write window: a follow lasts as
+				// long as its task, a client that stops reading is cut.
+				_ = rc2.SetWriteDeadline(time.Now().Add(a.cfg.APITimeouts.orDefaults().Write))
 				if _, werr := w.Write(buf[:n]); werr != nil {
 					return
 				}

@@ -12,6 +12,7 @@ import (
 func (a *Agent) webPage(api http.Handler) http.Handler {
 	ui, err := web.New(web.Config{
 		API: api, Token: a.cfg.APIToken, Metrics: a.metrics.reg, Logger: a.log,
+		WriteWindow: a.cfg.APITimeouts.orDefaults().Write,
 		TaskChanges: func(notify func()) func() { return a.WatchTasks(func(*Task) { notify() }) },
 	})
 	if err != nil {

@@ -34,6 +34,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	st := &stream{w: w, sent: map[string][32]byte{}}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.writeWindow()))
 	st.write("retry: 2000\n\n")
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
@@ -43,6 +44,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fl.Flush()
+		// The next poll's events get a fresh write window (the server's
+		// write timeout counts from the request's start).
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.writeWindow()))
 		select {
 		case <-ctx.Done():
 			return
@@ -123,4 +127,12 @@ func (s *Server) poll(r *http.Request, st *stream, n int) {
 		problems = []string{}
 	}
 	st.send("problem", problems)
+}
+
+// writeWindow is Config.WriteWindow or its default.
+func (s *Server) writeWindow() time.Duration {
+	if s.cfg.WriteWindow > 0 {
+		return s.cfg.WriteWindow
+	}
+	return time.Minute
 }

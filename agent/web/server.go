@@ -44,6 +44,10 @@ type Config struct {
 	TaskChanges func(notify func()) (stop func())
 	// Interval is how often an open event stream polls the API (default 1s).
 	Interval time.Duration
+	// WriteWindow is how long a client may take to read each event of the
+	// stream before it is cut; it renews the server's write timeout per
+	// event (default 1m).
+	WriteWindow time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
