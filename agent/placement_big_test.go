@@ -13,6 +13,7 @@ import (
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/drivers/local"
 	"github.com/pcm-mesh/pcm/testnet"
+	"github.com/pcm-mesh/pcm/testnet/rows"
 )
 
 // runLog records what really ran, from driver events: per provider the
@@ -89,6 +90,27 @@ func TestTwoHundredTasksOnFiveAgents(t *testing.T) {
 		id string
 	}
 	var subs []sub
+	succeeded := 0
+	// The reliability suite (testnet/reliability.sh) runs this test in a
+	// starved cgroup and collects its figures as a table row.
+	t.Cleanup(func() {
+		rl.mu.Lock()
+		attempts := len(rl.attempts)
+		distinct := map[string]bool{}
+		for id := range rl.attempts {
+			task, _, _ := strings.Cut(id, "-a")
+			distinct[task] = true
+		}
+		rl.mu.Unlock()
+		verify := "ok"
+		if rep, err := m.Nodes[0].Agent().Ledger().Verify(nil); err != nil || !rep.OK {
+			verify = fmt.Sprintf("FAILED: %v %+v", err, rep)
+		}
+		if err := rows.Append(rows.Row{Scenario: fmt.Sprintf("%d tasks, %d agents", tasks, n), Operations: fmt.Sprint(tasks),
+			Acked: int64(len(subs)), Lost: int64(len(subs) - succeeded), Duplicate: int64(attempts - len(distinct)), Verify: verify}); err != nil {
+			t.Error(err)
+		}
+	})
 	submitStart := time.Now()
 	for i := range tasks {
 		a := m.Nodes[rand.IntN(n)].Agent()
@@ -105,6 +127,7 @@ func TestTwoHundredTasksOnFiveAgents(t *testing.T) {
 		if tk.State != agent.StateSucceeded {
 			t.Fatalf("task %s ended %s: %s", s.id, tk.State, tk.Message)
 		}
+		succeeded++
 	}
 	t.Logf("200 tasks done in %s", time.Since(start))
 	led := m.Nodes[0].Agent().Ledger()

@@ -22,6 +22,7 @@ var (
 	prefixBalance   = []byte("b/") // b/<peer>                → int64 be64
 	prefixAgreement = []byte("a/") // a/<task id>             → index be64 of the latest agreement
 	prefixFinal     = []byte("f/") // f/<agreement id>        → the attempt's final event kind
+	prefixSettled   = []byte("s/") // s/<agreement id>        → id of the attempt's settlement
 	prefixAdmitted  = []byte("p/") // p/<peer>                → role admitted by a voter's membership entry
 	prefixRefused   = []byte("x/") // x/<raft index be64><n be32> → refusedRecord JSON
 	keyHead         = []byte("m/head")
@@ -281,7 +282,8 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry) (rec Record, dup bool, err
 	case *Agreement:
 		err = w.set(append(append([]byte{}, prefixAgreement...), p.TaskID...), be64(rec.Index))
 	case *Settlement:
-		err = firstErr(w.addBalance(p.Payer, -p.Amount), w.addBalance(p.Payee, p.Amount))
+		err = firstErr(w.addBalance(p.Payer, -p.Amount), w.addBalance(p.Payee, p.Amount),
+			w.set(append(append([]byte{}, prefixSettled...), p.AgreementID...), []byte(e.ID)))
 	case *MembershipNote:
 		err = w.applyAdmission(p)
 	case *TaskEvent:
@@ -363,6 +365,15 @@ func (f *fsm) checkState(w *writer, p payload) error {
 		if a.Broker != p.Payer || a.Provider != p.Payee || (p.TaskID != "" && p.TaskID != a.TaskID) {
 			return fmt.Errorf("settlement must pay from the agreement's broker %s to its provider %s for task %q: %w", a.Broker, a.Provider, a.TaskID, ErrRejected)
 		}
+		// Exactly one settlement per attempt: a second one (another id for
+		// the same agreement) would bill the attempt twice.
+		prev, err := settledBy(w.txn, p.AgreementID)
+		if err != nil {
+			return err
+		}
+		if prev != "" {
+			return fmt.Errorf("attempt %q is already settled by settlement %q; an attempt is settled once: %w", p.AgreementID, prev, ErrRejected)
+		}
 	}
 	return nil
 }
@@ -419,7 +430,16 @@ func latestAgreement(txn *badger.Txn, taskID string) (Agreement, bool, error) {
 
 // finalEvent returns how an attempt ended ("" while it has not).
 func finalEvent(txn *badger.Txn, agreementID string) (string, error) {
-	item, err := txn.Get(append(append([]byte{}, prefixFinal...), agreementID...))
+	return stateValue(txn, prefixFinal, agreementID)
+}
+
+// settledBy returns the id of an attempt's settlement ("" before it).
+func settledBy(txn *badger.Txn, agreementID string) (string, error) {
+	return stateValue(txn, prefixSettled, agreementID)
+}
+
+func stateValue(txn *badger.Txn, prefix []byte, id string) (string, error) {
+	item, err := txn.Get(append(append([]byte{}, prefix...), id...))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return "", nil
 	}

@@ -256,10 +256,11 @@ func (readCloser) Close() error { return nil }
 func TestVerifyNamesTamperedRecord(t *testing.T) {
 	f := mustNewFSM(t)
 	b, p := newSigner(t), newSigner(t)
-	agr := agreementEntry(t, b, p, "t1", 1)
-	batch := []Entry{agr}
-	for i := range 9 {
-		batch = append(batch, settlementEntry(t, b, p, "t1", agr.ID, fmt.Sprintf("s%d", i), 100))
+	var batch []Entry // agreement, settlement, agreement...: one settlement per attempt
+	for i := range 5 {
+		task := fmt.Sprintf("t%d", i)
+		agr := agreementEntry(t, b, p, task, 1)
+		batch = append(batch, agr, settlementEntry(t, b, p, task, agr.ID, fmt.Sprintf("s%d", i), 100))
 	}
 	applyBatches(t, f, 1, [][]Entry{batch})
 	setRecordTime(t, f.db, 4, t0.Add(time.Hour))
@@ -333,4 +334,24 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		_ = e.Validate(testVerifier{}) // must not panic
 	})
+}
+
+// TestFSMSettlesAnAttemptOnce: a second settlement of the same attempt,
+// under another id, is refused and moves no balance; the same settlement
+// again is a duplicate, not a second payment.
+func TestFSMSettlesAnAttemptOnce(t *testing.T) {
+	f := mustNewFSM(t)
+	b, p := newSigner(t), newSigner(t)
+	agr := agreementEntry(t, b, p, "t1", 1)
+	first := settlementEntry(t, b, p, "t1", agr.ID, "s1", 100)
+	res := applyBatches(t, f, 1, [][]Entry{{agr, first}, {first}, {settlementEntry(t, b, p, "t1", agr.ID, "s2", 100)}})
+	if len(res) != 4 || res[0].Err != nil || res[1].Err != nil || res[2].Err != nil {
+		t.Fatalf("agreement, settlement, same settlement again: %+v", res)
+	}
+	if err := res[3].Err; !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "already settled") {
+		t.Fatalf("second settlement of the attempt: %v; want refused as already settled", err)
+	}
+	if got := balances(t, f); got[p.ID()] != 100 || got[b.ID()] != -100 {
+		t.Fatalf("balances %v; want the attempt paid once (100)", got)
+	}
 }

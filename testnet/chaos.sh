@@ -30,6 +30,7 @@ options:
   --down SECS        how long a killed agent stays down (default 5)
   --submit-every S   seconds between submissions (default 1)
   --settle SECS      how long tasks may take to end after the chaos (default 240)
+  --target leader    kill only the ledger leader (leader kills under load)
   --fault            start agents with PCM_FAULT_DROP_FINAL_EVENTS=1 (a
                      deliberate bug: the checker must then fail)
   --dir DIR          testnet folder (default testnet/.data/chaos)
@@ -41,6 +42,7 @@ EOF
 
 agents=5
 duration=180
+target=any
 kill_every=15
 down=5
 submit_every=1
@@ -80,6 +82,11 @@ while (($#)); do
 		shift
 		;;
 	--fault) export PCM_FAULT_DROP_FINAL_EVENTS=1 ;;
+	--target)
+		target=$2
+		[[ $target == leader || $target == any ]] || tn_die "--target $target: want leader or any"
+		shift
+		;;
 	--dir)
 		TN_DIR=$(realpath -m "${2:?--dir needs a folder}")
 		shift
@@ -118,13 +125,18 @@ cleanup() {
 trap cleanup EXIT
 
 task="$TN_DIR/chaos-task.yaml"
+# Each run appends its task id to a run log kept outside the ledger: a
+# task there twice ran twice, an acknowledged task missing from it never
+# ran to its end.
+runlog="$TN_DIR/runlog.txt"
+: >"$runlog"
 cat >"$task" <<EOF
 name: chaos
 resources:
   cpu: 100m
   memory: 64Mi
 driver: local
-command: [sh, -c, 'sleep 2; echo done']
+command: [sh, -c, 'sleep 2; id=\$PCM_TASK_ID; echo \${id%-a*} >> $runlog; echo done']
 deadline: 10m
 retries: 3
 EOF
@@ -176,7 +188,7 @@ while ((SECONDS - start < duration)); do
 		kills=$((kills + 1))
 		ldr=$(leader_name) || ldr=""
 		victim=${all[$((RANDOM % ${#all[@]}))]}
-		if ((kills % 3 == 1)) && [[ -n $ldr ]]; then
+		if [[ -n $ldr ]] && { [[ $target == leader ]] || ((kills % 3 == 1)); }; then
 			victim=$ldr
 		fi
 		role=""
@@ -302,11 +314,27 @@ if ((not_final > 5)); then
 	violations+=("... and $((not_final - 5)) more task(s) not final")
 fi
 
+ran=0
+lost=0
+while read -r id _; do
+	grep -qx "$id" "$runlog" || lost=$((lost + 1))
+done <"$acked"
+dups=$(sort "$runlog" | uniq -d | wc -l)
+((dups == 0)) || violations+=("$dups task(s) ran twice (run log $runlog)")
+ran=$(sort -u "$runlog" | wc -l)
+verify=ok
+((${#verify_lines[@]})) && printf '%s\n' "${verify_lines[@]}" | grep -qv ' ok ' && verify=FAILED
+if [[ $target == leader ]]; then
+	tn_row "leader kills under load" "$submitted tasks" "$leader_kills SIGKILL of the leader" "$n_acked" "$lost" "$dups" "$verify"
+else
+	tn_row "kill -9 chaos" "$submitted tasks" "$kills SIGKILL ($leader_kills leader)" "$n_acked" "$lost" "$dups" "$verify"
+fi
 {
 	echo
 	echo "chaos summary ($agents agents, ${duration}s, fault injected: ${PCM_FAULT_DROP_FINAL_EVENTS:-no})"
 	echo "  kills:        $kills SIGKILL ($leader_kills of the ledger leader), $restarts restarts"
 	echo "  submissions:  $submitted, acknowledged $n_acked, refused $refused (agent down or busy)"
+	echo "  run log:      $ran distinct tasks ran, $dups ran twice, $lost acknowledged never ran"
 	printf '  final states:'
 	for s in "${!counts[@]}"; do printf ' %s=%s' "$s" "${counts[$s]}"; done
 	echo

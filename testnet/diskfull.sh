@@ -114,5 +114,7 @@ kill "$pid"
 wait "$pid" || true
 pid=""
 echo "  ledger index $idx (acknowledged $acked), verify ok=$ok"
+lost=$((acked > idx ? acked - idx : 0))
+tn_row "disk full (${size} MiB tmpfs)" "${#ids[@]} tasks" "disk filled, agent restarted" "$acked entries" "$lost" "-" "$([[ $ok == true ]] && echo ok || echo FAILED)"
 ((idx >= acked)) && [[ $ok == true ]] || tn_die "entries lost or verify failed"
 echo "PASS: full disk → clean stop, no crash, nothing acknowledged lost"

@@ -238,6 +238,14 @@ tn_role_of() {
 	  else "client" end' <<<"$2"
 }
 
+# tn_row SCENARIO OPS FAULTS ACKED LOST DUP VERIFY: a row of the
+# reliability table (testnet/reliability.sh), appended to $PCM_ROWS when
+# it is set.
+tn_row() {
+	local IFS=$'\t'
+	[[ -z ${PCM_ROWS:-} ]] || printf '%s\n' "$*" >>"$PCM_ROWS"
+}
+
 # tn_table: NAME STATE ROLE PEER-ID API MULTIADDR, one line per agent.
 tn_table() {
 	local n members="null" st role state peers provs

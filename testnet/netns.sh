@@ -275,8 +275,12 @@ if ((partition > 0)); then
 	M=$((L % n + 1)) # an agent of the majority
 	echo "[partition] cutting the ledger leader a$L off for ${partition}s (eth0 down in its namespace)"
 	nsx "$PREFIX-a$L" ip link set eth0 down
+	runlog="$TN_DIR/runlog.txt"
+	: >"$runlog"
+	# Each run appends its task id (the attempt's id less "-aN") to a run
+	# log kept outside the ledger: duplicates there are tasks run twice.
 	printf '%s\n' 'name: cut-off' 'resources: {cpu: 100m, memory: 32Mi}' 'driver: local' \
-		"command: [sh, -c, 'sleep 1; echo done']" 'deadline: 10m' 'retries: 2' >"$TN_DIR/task-cut.yaml"
+		"command: [sh, -c, 'sleep 1; id=\$PCM_TASK_ID; echo \${id%-a*} >> $runlog; echo done']" 'deadline: 10m' 'retries: 2' >"$TN_DIR/task-cut.yaml"
 	cut_ids=()
 	for _ in 1 2 3 4 5; do
 		cut_ids+=("$(pcm "$L" -o json submit "$TN_DIR/task-cut.yaml" | jq -r .id)")
@@ -318,6 +322,15 @@ if ((partition > 0)); then
 		echo "[partition] cut-off broker's task $id: $st"
 		[[ $st == succeeded ]] || rc=1
 	done
+	ran=$(sort -u "$runlog" | wc -l)
+	dups=$(sort "$runlog" | uniq -d | wc -l)
+	((dups == 0)) || rc=1
+	verify=ok
+	for ((i = 1; i <= n; i++)); do
+		ncurl "$i" /v1/ledger/verify | jq -e .ok >/dev/null || verify="FAILED on a$i"
+	done
+	[[ $verify == ok ]] || rc=1
+	tn_row "leader cut off ${partition}s (netns)" "${#cut_ids[@]} tasks" "eth0 down on a$L, healed in ${took}s" "${#cut_ids[@]}" $((${#cut_ids[@]} - ran)) "$dups" "$verify"
 	if ((rc)); then
 		echo "FAIL: the mesh did not heal as it should"
 		exit 1

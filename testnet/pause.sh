@@ -153,6 +153,7 @@ done
 [[ $verify == ok ]] || fail=1
 printf '\n%-34s %6s %-26s %6s %5s %6s %s\n' scenario tasks faults acked lost dup verify
 printf '%-34s %6s %-26s %6s %5s %6s %s\n' "provider paused 2x lease" "$tasks" "SIGSTOP $victim ${pause}s ($best tasks)" "$tasks" $((tasks - distinct)) "$dups" "$verify"
+tn_row "provider paused 2x lease" "$tasks" "SIGSTOP $victim ${pause}s ($best tasks)" "$tasks" $((tasks - distinct)) "$dups" "$verify"
 printf 'paused tasks with a1 lost + a2 succeeded: %d of %d; succeeded %d of %d; ledger indexes: %s\n' "$lostok" "$best" "$succeeded" "$tasks" "$heads"
 if ((fail)); then
 	tn_say "FAIL"
