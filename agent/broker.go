@@ -24,6 +24,10 @@ const (
 	maxLost         = 3 // re-placements after provider loss, on top of retries
 	backoffMin      = 100 * time.Millisecond
 	backoffMax      = 5 * time.Second
+	// maxParallelRounds bounds the rounds a broker runs at once: more would only
+	// ask the same providers for the same free capacity and be declined
+	// (and run into libp2p's stream limits); the rest wait their turn.
+	maxParallelRounds = 32
 )
 
 // broker is the agent's broker side: it negotiates the tasks submitted to
@@ -40,10 +44,12 @@ type broker struct {
 
 	view   *view
 	leases *brokerLeases
+	gate   capacityGate
+	rounds chan struct{} // one token per round in progress
 }
 
 func newBroker(a *Agent) *broker {
-	return &broker{a: a, tasks: map[string]*Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*Task){}, view: newView(), leases: newBrokerLeases()}
+	return &broker{a: a, tasks: map[string]*Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*Task){}, view: newView(), leases: newBrokerLeases(), rounds: make(chan struct{}, maxParallelRounds)}
 }
 
 func newTaskID() string {
@@ -211,7 +217,14 @@ func (b *broker) drive(id string, kick chan struct{}) {
 				})
 				return
 			}
-			if b.round(t) {
+			select {
+			case b.rounds <- struct{}{}:
+			case <-b.a.runCtx.Done():
+				return
+			}
+			out := b.round(t)
+			<-b.rounds
+			if out == roundPlaced {
 				backoff = backoffMin
 				continue
 			}
@@ -223,6 +236,17 @@ func (b *broker) drive(id string, kick chan struct{}) {
 			}
 			wait = min(backoff, time.Until(t.Deadline)+time.Millisecond)
 			backoff = min(2*backoff, backoffMax)
+			if out == roundStarved {
+				wake, leave := b.gate.park()
+				select {
+				case <-b.a.runCtx.Done():
+				case <-kick:
+				case <-wake:
+				case <-time.After(wait):
+				}
+				leave()
+				continue
+			}
 		default:
 			wait = time.Minute
 		}
@@ -275,12 +299,21 @@ func providerFromAdvert(ad *mesh.Advert, fw *rules.Framework) *rules.Provider {
 	return &rules.Provider{ID: ad.Provider, Drivers: names, Attrs: ad.Attrs, Frameworks: fws, Total: ad.Total, Free: ad.Free, Prices: ad.Prices[fw.ID()], Running: ad.Running}
 }
 
-// round runs one negotiation round; true when the task was placed.
-func (b *broker) round(t *Task) bool {
+// roundOutcome is how a round ended.
+type roundOutcome int
+
+const (
+	roundFailed  roundOutcome = iota // not placed: retry after a backoff
+	roundPlaced                      // an agreement committed
+	roundStarved                     // not placed for want of capacity: wait for some to free
+)
+
+// round runs one negotiation round.
+func (b *broker) round(t *Task) roundOutcome {
 	fw, err := b.a.fws.resolve(t.Framework)
 	if err != nil {
 		b.update(t.ID, func(t *Task) bool { t.setState(StateQueued, err.Error(), time.Now().UTC()); return true })
-		return false
+		return roundFailed
 	}
 	b.mu.Lock()
 	rt := b.parsed[t.ID]
@@ -296,11 +329,15 @@ func (b *broker) round(t *Task) bool {
 		t.Excluded = nil
 	}
 	rd := Round{Attempt: t.Attempt, Time: now}
+	starved := false // some provider would fit but for its free capacity
 	for _, ev := range pl.Rejected {
 		ro := RuledOut{Provider: ev.Provider}
+		only := len(ev.Failures) > 0
 		for _, f := range ev.Failures {
 			ro.Reasons = append(ro.Reasons, f.String())
+			only = only && f.Rule == "capacity"
 		}
+		starved = starved || only
 		rd.Ruled = append(rd.Ruled, ro)
 	}
 	for _, ex := range t.Excluded {
@@ -320,15 +357,22 @@ func (b *broker) round(t *Task) bool {
 	if len(ranked) == 0 {
 		rd.Outcome = fmt.Sprintf("no eligible provider among %d known", len(ps.list)+len(t.Excluded))
 		b.finishRound(t.ID, rd, StateQueued)
-		return false
+		if starved {
+			return roundStarved
+		}
+		return roundFailed
 	}
 	b.update(t.ID, func(t *Task) bool { t.setState(StateNegotiating, "", now); return true })
-	placed := b.negotiate(t, fw, rt, ranked, ps, &rd)
-	if placed {
-		return true
+	if b.negotiate(t, fw, rt, ranked, ps, &rd) {
+		return roundPlaced
 	}
 	b.finishRound(t.ID, rd, StateQueued)
-	return false
+	for _, d := range rd.Declines {
+		if capacityDecline(d.Reasons) {
+			return roundStarved
+		}
+	}
+	return roundFailed
 }
 
 func (b *broker) finishRound(id string, rd Round, state string) {
@@ -616,7 +660,8 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// onRecord follows ledger events of tasks this agent brokers.
+// onRecord follows ledger events of tasks this agent brokers; the end of
+// any attempt, this broker's or not, wakes a task waiting for capacity.
 func (b *broker) onRecord(r consensus.Record) {
 	if r.Type == consensus.TypeAgreement {
 		b.adopt(r)
@@ -628,6 +673,10 @@ func (b *broker) onRecord(r consensus.Record) {
 	var ev consensus.TaskEvent
 	if json.Unmarshal(r.Payload, &ev) != nil {
 		return
+	}
+	if ev.Event != consensus.EventStarted {
+		b.view.freed(ev.Author)
+		b.gate.release(1)
 	}
 	b.mu.Lock()
 	t, ok := b.tasks[ev.TaskID]

@@ -75,6 +75,15 @@ func (v *view) declined(provider string, seq uint64, reasons []string) {
 	v.note(provider, seq, time.Now()).full = true
 }
 
+// freed forgets that provider was full: one of its attempts ended.
+func (v *view) freed(provider string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if n := v.notes[provider]; n != nil {
+		n.full = false
+	}
+}
+
 // amend applies the notes to a provider built from its advert seq: free
 // capacity less what was awarded, none at all after a capacity decline.
 func (v *view) amend(p *rules.Provider, seq uint64) {

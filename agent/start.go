@@ -20,12 +20,14 @@ func (a *Agent) startTasks(ctx context.Context) error {
 	a.node.Handle(TaskProtocol, a.handleTaskStream)
 	a.node.Handle(SubmitProtocol, a.handleSubmitStream)
 	stopSub := a.ledger.Subscribe(a.dispatch)
+	stopAdverts := a.node.Table().Watch(a.broker.gate.onAdvert)
 	a.goLoop(func() { a.followAsClient(a.runCtx) })
 	a.goLoop(func() { a.broker.leaseWatch(a.runCtx) })
 	a.goLoop(func() { a.provider.renewLoop(a.runCtx) })
 	a.goLoop(func() {
 		<-a.runCtx.Done()
 		stopSub()
+		stopAdverts()
 	})
 	a.loadLedgerFrameworks(ctx)
 	if err := a.broker.resume(); err != nil {

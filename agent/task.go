@@ -166,7 +166,8 @@ const maxHistory = 60
 // before they return; intermediate states (negotiating, round details) are
 // written without a sync, since a restarted broker re-derives them.
 type taskStore struct {
-	db *badger.DB
+	db     *badger.DB
+	synced groupSync
 }
 
 var taskPrefix = []byte("task/")
@@ -182,7 +183,9 @@ func openTaskStore(dir string) (*taskStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open task store %s: %w", dir, err)
 	}
-	return &taskStore{db: db}, nil
+	s := &taskStore{db: db}
+	s.synced.sync = db.Sync
+	return s, nil
 }
 
 func (s *taskStore) put(t *Task, durable bool) error {
@@ -197,7 +200,7 @@ func (s *taskStore) put(t *Task, durable bool) error {
 		return fmt.Errorf("write task %s: %w", t.ID, err)
 	}
 	if durable {
-		if err := s.db.Sync(); err != nil {
+		if err := s.synced.do(); err != nil {
 			return fmt.Errorf("sync task %s: %w", t.ID, err)
 		}
 	}

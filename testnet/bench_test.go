@@ -134,7 +134,7 @@ func BenchmarkPlacementThroughput(b *testing.B) {
 }
 
 // waitPlaced polls a task at its broker until its agreement is committed.
-func waitPlaced(b *testing.B, a *agent.Agent, id string) {
+func waitPlaced(b testing.TB, a *agent.Agent, id string) {
 	b.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	tick := time.NewTicker(time.Millisecond)
