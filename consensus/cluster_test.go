@@ -75,7 +75,7 @@ func TestThreeNodesLibp2p(t *testing.T) {
 	for k := range agrs {
 		agrs[k] = agreementEntry(t, brokers[k%2], providers[k%2], fmt.Sprintf("task-%d", k), 1)
 		setup.Go(func() error {
-			_, err := c.nodes[k%3].Ledger().Propose(t.Context(), agrs[k])
+			_, err := proposeUntilAcked(t.Context(), c, k%3, agrs[k], nil)
 			return err
 		})
 	}
@@ -114,25 +114,15 @@ func TestThreeNodesLibp2p(t *testing.T) {
 			defer wg.Done()
 			node := w % 3
 			for i := range work {
-				for {
-					if ctx.Err() != nil {
-						return
-					}
-					pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-					_, err := c.nodes[node].Ledger().Propose(pctx, entries[i])
-					pcancel()
-					if err == nil {
-						acked.Add(1)
-						break
-					}
-					if !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrClosed) &&
-						!errors.Is(err, context.DeadlineExceeded) {
+				var err error
+				node, err = proposeUntilAcked(ctx, c, node, entries[i], &retries)
+				if err != nil {
+					if ctx.Err() == nil {
 						t.Errorf("entry %d: %v", i, err)
-						return
 					}
-					retries.Add(1)
-					node = (node + 1) % 3 // same entry, maybe another node
+					return
 				}
+				acked.Add(1)
 			}
 		}()
 	}
@@ -303,5 +293,32 @@ func TestConcurrentJoinsKeepTheCaps(t *testing.T) {
 	m := membership(t, c.nodes[0].Ledger())
 	if replicas != 2 || len(m.Voters) != 1 || len(m.NonVoters) != 2 {
 		t.Fatalf("8 concurrent joins: %d replica roles, configuration voters %v non-voters %v; want 2 joined replicas, 1 voter and 2 non-voters", replicas, m.Voters, m.NonVoters)
+	}
+}
+
+// proposeUntilAcked proposes e through node until the ledger acknowledges
+// it, retrying the same entry (on another node) while the outcome is
+// unknown or there is no leader, as a client must: a leader stepping down
+// on a loaded machine delays an entry, never loses it. It returns the node
+// it ended on.
+func proposeUntilAcked(ctx context.Context, c *testCluster, node int, e Entry, retries *atomic.Int64) (int, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return node, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.nodes[node].Ledger().Propose(pctx, e)
+		cancel()
+		if err == nil {
+			return node, nil
+		}
+		if !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrClosed) &&
+			!errors.Is(err, context.DeadlineExceeded) {
+			return node, err
+		}
+		if retries != nil {
+			retries.Add(1)
+		}
+		node = (node + 1) % 3 // same entry, maybe another node
 	}
 }

@@ -77,7 +77,8 @@ scenario() {
 	fi
 }
 
-skip() { tn_row "$1" "-" "-" "-" "-" "-" "skipped: $2"; }
+# skip NAME WHY: a row saying why a selected scenario cannot run here.
+skip() { [[ -n $only && $only != *",$1,"* ]] || tn_row "$1" "-" "-" "-" "-" "-" "skipped: $2"; }
 
 starved() {
 	local cg=/sys/fs/cgroup/cpu/pcm-starve-$$ bin=$out/agent.test
@@ -98,14 +99,17 @@ starved() {
 if [[ $(id -u) == 0 && -d /sys/fs/cgroup/cpu ]]; then
 	scenario starved starved
 else
-	[[ -z $only || $only == *",starved,"* ]] && skip starved "needs root and cgroup v1 cpu"
+	skip starved "needs root and cgroup v1 cpu"
 fi
 scenario pause "$TN_ROOT/testnet/pause.sh" --no-build --tasks "$pause_tasks" --dir "$out/pause"
 if [[ $(id -u) == 0 ]] && command -v ip >/dev/null && command -v iptables >/dev/null; then
 	scenario partition "$TN_ROOT/testnet/netns.sh" --no-build --partition "$partition"
+else
+	skip partition "needs root, ip and iptables (apt-get install iptables)"
+fi
+if [[ $(id -u) == 0 ]]; then
 	scenario diskfull "$TN_ROOT/testnet/diskfull.sh" --no-build
 else
-	skip partition "needs root, ip and iptables"
 	skip diskfull "needs root (tmpfs mounts)"
 fi
 scenario chaos "$TN_ROOT/testnet/chaos.sh" --no-build --duration "$chaos_secs" --dir "$out/chaos"
