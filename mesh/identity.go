@@ -119,11 +119,17 @@ func (i *Identity) Sign(domain string, payload []byte) ([]byte, error) {
 }
 
 // Verifier checks signatures made by Identity.Sign, taking the public key
-// from the author's peer id (Ed25519 peer ids embed it). It holds no state.
+// from the author's peer id (Ed25519 peer ids embed it). Signatures that
+// verified are remembered process-wide (see verified), so repeated checks
+// of the same signed bytes cost a hash.
 type Verifier struct{}
 
 // Verify checks that sig is author's signature of payload under domain.
 func (Verifier) Verify(author, domain string, payload, sig []byte) error {
+	key := sigKey(author, domain, payload, sig)
+	if verified.has(key) {
+		return nil
+	}
 	pid, err := peer.Decode(author)
 	if err != nil {
 		return fmt.Errorf("%w: author %q is not a peer id: %v", ErrBadSignature, author, err)
@@ -136,6 +142,7 @@ func (Verifier) Verify(author, domain string, payload, sig []byte) error {
 	if err != nil || !ok {
 		return fmt.Errorf("%w: %s signature by %s does not verify", ErrBadSignature, domain, author)
 	}
+	verified.add(key)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,17 +59,41 @@ func TestSignVerifyDomains(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v Verifier
-	if err := v.Verify(a.ID(), "bid/v1", []byte("payload"), sig); err != nil {
-		t.Fatalf("valid signature: %v", err)
+	for range 2 { // the second check is answered by the cache
+		if err := v.Verify(a.ID(), "bid/v1", []byte("payload"), sig); err != nil {
+			t.Fatalf("valid signature: %v", err)
+		}
 	}
+	bad := append([]byte{}, sig...)
+	bad[0] ^= 1
+	// Each check below differs from the cached success in one part only.
 	for name, check := range map[string]error{
-		"other domain":  v.Verify(a.ID(), "award/v1", []byte("payload"), sig),
-		"other payload": v.Verify(a.ID(), "bid/v1", []byte("payloaD"), sig),
-		"other author":  v.Verify(b.ID(), "bid/v1", []byte("payload"), sig),
-		"not a peer id": v.Verify("bob", "bid/v1", []byte("payload"), sig),
+		"other signature": v.Verify(a.ID(), "bid/v1", []byte("payload"), bad),
+		"other domain":    v.Verify(a.ID(), "award/v1", []byte("payload"), sig),
+		"other payload":   v.Verify(a.ID(), "bid/v1", []byte("payloaD"), sig),
+		"other author":    v.Verify(b.ID(), "bid/v1", []byte("payload"), sig),
+		"not a peer id":   v.Verify("bob", "bid/v1", []byte("payload"), sig),
 	} {
 		if !errors.Is(check, ErrBadSignature) {
 			t.Errorf("%s: err = %v, want ErrBadSignature", name, check)
 		}
+	}
+}
+
+func TestSigCacheStaysBounded(t *testing.T) {
+	c := &sigCache{cur: map[[32]byte]struct{}{}}
+	first := sigKey("a", "d", []byte("0"), nil)
+	c.add(first)
+	for i := range 2*sigCacheGen + 1 {
+		c.add(sigKey("a", "d", []byte(fmt.Sprint(i+1)), nil))
+	}
+	if n := len(c.cur) + len(c.old); n > 2*sigCacheGen {
+		t.Fatalf("cache holds %d keys, want at most %d", n, 2*sigCacheGen)
+	}
+	if c.has(first) {
+		t.Fatal("the oldest key survived two generations")
+	}
+	if !c.has(sigKey("a", "d", []byte(fmt.Sprint(2*sigCacheGen+1)), nil)) {
+		t.Fatal("the newest key is missing")
 	}
 }
