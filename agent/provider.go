@@ -27,7 +27,8 @@ const confirmedTTL = 2 * time.Minute
 // provider is the agent's provider side: it answers CFPs, holds tentative
 // reservations, and runs committed agreements through its drivers.
 type provider struct {
-	a *Agent
+	a      *Agent
+	parsed parseCache // CFP documents, by hash
 
 	mu        sync.Mutex
 	holds     map[string]*hold // by CFP id
@@ -246,7 +247,7 @@ func (p *provider) firstSight(id string, expires time.Time) bool {
 // reserves its resources tentatively. It returns the hold, or the reasons
 // to decline.
 func (p *provider) consider(cfp CFP, now time.Time) (*hold, []string) {
-	task, err := rules.ParseTask("cfp "+cfp.ID, cfp.Task)
+	task, err := p.parsed.parse("cfp "+cfp.ID, cfp.Task)
 	if err != nil {
 		return nil, []string{"task: " + err.Error()}
 	}
