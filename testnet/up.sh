@@ -25,6 +25,7 @@ options:
   --driver KIND         enable a driver on every agent: local, sim, slurm
                         (repeatable; default local)
   --framework FILE      adhere to this framework file too (repeatable)
+  --config FILE         pass this YAML config file to every agent (join --config)
   --dir DIR             testnet folder (default testnet/.data, env PCM_TESTNET_DIR)
   --advert-interval D   advert period (default 1s; a provider is gone after 3)
   --timeout SECONDS     how long to wait for convergence (default 90)
@@ -40,6 +41,7 @@ EOF
 
 n=""
 drivers=()
+config=""
 frameworks=()
 advert=1s
 timeout=90
@@ -58,6 +60,10 @@ while (($#)); do
 		;;
 	--framework)
 		frameworks+=("${2:?--framework needs a file}")
+		shift
+		;;
+	--config)
+		config=$(realpath "${2:?--config needs a file}")
 		shift
 		;;
 	--lease)
@@ -143,6 +149,7 @@ if ((existing == 0)); then
 			args+=(--driver "$d")
 		done
 		[[ -n $lease ]] && args+=(--lease "$lease")
+		[[ -n $config ]] && args+=(--config "$config")
 		printf '%s\n' "${args[@]}" >"$TN_DIR/$name.args"
 		tn_say "  $name  peer $id  p2p 127.0.0.1:$p2p  api 127.0.0.1:$api"
 	done

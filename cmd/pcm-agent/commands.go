@@ -21,6 +21,7 @@ func commands() []*cli.Command {
 		peersCommand(),
 		resourcesCommand(),
 		submitCommand(),
+		loadCommand(),
 		tasksCommand(),
 		frameworkCommand(),
 		ledgerCommand(),
