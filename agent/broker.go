@@ -90,8 +90,9 @@ func (b *broker) Submit(doc []byte, name, submitter string) (*Task, error) {
 	if err := b.a.tasks.put(t, true); err != nil {
 		return nil, err
 	}
+	c := t.clone() // t is the broker's from track on: read it no more
 	b.track(t, rt)
-	return t.clone(), nil
+	return c, nil
 }
 
 // track starts following a task (new, or found in the store at start).
@@ -101,8 +102,9 @@ func (b *broker) track(t *Task, rt *rules.Task) {
 	b.tasks[t.ID] = t
 	b.parsed[t.ID] = rt
 	b.kicks[t.ID] = kick
+	c := t.clone()
 	b.mu.Unlock()
-	b.notify(t)
+	b.notify(c)
 	b.a.goLoop(func() { b.drive(t.ID, kick) })
 }
 
