@@ -77,6 +77,11 @@ type TaskSpec struct {
 	// Options are driver-specific settings (partition, account, qos,
 	// namespace); unknown keys are an ErrInvalidSpec.
 	Options map[string]string `json:"options,omitempty"`
+	// Inputs are archives unpacked into the work dir before the task
+	// starts, and Outputs the files kept for CollectOutputs after it
+	// ends; only drivers that implement Collector take either.
+	Inputs  []Input  `json:"inputs,omitempty"`
+	Outputs *Outputs `json:"outputs,omitempty"`
 }
 
 // State is a task's state inside a driver.

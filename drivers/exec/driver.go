@@ -245,6 +245,9 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if err := drivers.ValidateSpec(spec, d.fp.Kinds, options...); err != nil {
 		return drivers.Status{}, fmt.Errorf("exec: %w", err)
 	}
+	if err := drivers.RefuseFiles(Name, spec); err != nil {
+		return drivers.Status{}, fmt.Errorf("exec: %w", err)
+	}
 	d.mu.Lock()
 	if _, ok := d.tasks[spec.ID]; ok {
 		d.mu.Unlock()
