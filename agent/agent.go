@@ -60,6 +60,7 @@ type Agent struct {
 	fws       *frameworks
 	provider  *provider
 	broker    *broker
+	res       *resultsSide
 	metrics   *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
 	// (negotiations, event proposals) derives its contexts from it.

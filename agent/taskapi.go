@@ -305,6 +305,7 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, t)
 	})
+	mux.HandleFunc("GET /v1/tasks/{id}/results", a.handleResults)
 	mux.HandleFunc("POST /v1/tasks/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.CancelTask(r.Context(), r.PathValue("id"), a.ID()); err != nil {
 			writeError(w, statusFor(err), err)

@@ -140,6 +140,13 @@ func (n *Node) Provide(ctx context.Context, key string) error {
 	return nil
 }
 
+// Unprovide stops re-providing key (its DHT records expire by themselves).
+func (n *Node) Unprovide(key string) {
+	n.mu.Lock()
+	delete(n.provided, key)
+	n.mu.Unlock()
+}
+
 // Provided lists the capability keys this node announced.
 func (n *Node) Provided() []string {
 	n.mu.Lock()

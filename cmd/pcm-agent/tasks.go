@@ -207,6 +207,7 @@ func tasksCommand() *cli.Command {
 					return nil
 				},
 			},
+			resultsCommand(),
 			{
 				Name: "explain", Usage: "why a task is (not) placed: every negotiation round", ArgsUsage: "ID",
 				Action: func(c *cli.Context) error {

@@ -1,0 +1,195 @@
+package agent_test
+
+import (
+	"archive/tar"
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/consensus"
+	"github.com/pcm-mesh/pcm/drivers/archive"
+	"github.com/pcm-mesh/pcm/mesh"
+	"github.com/pcm-mesh/pcm/testnet"
+)
+
+// submitVia submits doc from one agent to another over /pcm/submit/1.0.0,
+// so the sender is the task's submitter.
+func submitVia(t *testing.T, from, to *agent.Agent, doc string) *agent.Task {
+	t.Helper()
+	s, err := from.Node().NewStream(t.Context(), to.ID(), agent.SubmitProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := mesh.WriteFrame(s, agent.SubmitRequest{V: 1, Name: "t.yaml", Document: []byte(doc)}, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	var resp agent.TaskResponse
+	if err := mesh.ReadFrame(bufio.NewReader(s), &resp, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.OK {
+		t.Fatalf("submit: %s", resp.Error)
+	}
+	return resp.Task
+}
+
+// ledgerResults returns the results the task's final ledger event names.
+func ledgerResults(t *testing.T, a *agent.Agent, taskID string) consensus.ResultsRef {
+	t.Helper()
+	recs, err := a.Ledger().Entries(t.Context(), consensus.Filter{Type: consensus.TypeTaskEvent, Task: taskID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		var ev consensus.TaskEvent
+		if json.Unmarshal(r.Payload, &ev) == nil && ev.Results != nil {
+			return *ev.Results
+		}
+	}
+	t.Fatalf("no ledger event of task %s names results", taskID)
+	return consensus.ResultsRef{}
+}
+
+func fileSHA(t *testing.T, name string) string {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// unpackArchive unpacks a held archive into a new dir.
+func unpackArchive(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	if err := archive.Unpack(f, dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func holds(a *agent.Agent, digest string) bool {
+	for _, m := range a.HeldResults() {
+		if m.Digest == digest {
+			return true
+		}
+	}
+	return false
+}
+
+// Must-show 1: a task on B writes a 50 MiB file and a small one; C, its
+// submitter, fetches the results over /pcm/results/1.0.0 (through the Go
+// API and the HTTP API); the digest matches the ledger event and the
+// files are byte-identical to what the task wrote. B is then stopped and
+// A, the broker, still serves them.
+func TestResultsFetchedFromAnyAgentAndOutliveTheirProvider(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3, Topology: testnet.Star})
+	m.WaitForMesh(30 * time.Second)
+	a, b, c := m.Nodes[0].Agent(), m.Nodes[1].Agent(), m.Nodes[2].Agent()
+	doc := fmt.Sprintf(`name: big-results
+resources: {cpu: 0.5, memory: 256Mi}
+driver: local
+constraints: ['provider.id == %q']
+script: |
+  mkdir -p out
+  head -c 52428800 /dev/urandom > out/big.bin
+  echo "small result" > small.txt
+  echo "not an output" > scratch.txt
+outputs: {paths: [out, small.txt]}
+`, b.ID())
+	tk := submitVia(t, c, a, doc)
+	end := waitState(t, m, a, tk.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed)
+	if end.State != agent.StateSucceeded || end.Provider != b.ID() {
+		t.Fatalf("task ended %s on %s: %s", end.State, end.Provider, end.Message)
+	}
+	ref := ledgerResults(t, a, tk.ID)
+	if end.Results == nil || *end.Results != ref {
+		t.Fatalf("broker's task record names results %+v, the ledger %+v", end.Results, ref)
+	}
+	if ref.Size < 50<<20 {
+		t.Fatalf("archive is %d bytes; the task wrote 50 MiB", ref.Size)
+	}
+
+	// C fetches them (it is the submitter) and gets what B's task wrote.
+	meta, path, err := c.FetchResults(t.Context(), tk.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Digest != ref.Digest || meta.Size != ref.Size || "sha256:"+fileSHA(t, path) != ref.Digest {
+		t.Fatalf("fetched %+v (file sha256 %s), ledger %+v", meta, fileSHA(t, path), ref)
+	}
+	got := unpackArchive(t, path)
+	work := filepath.Join(m.Nodes[1].Dir, "drivers", "tasks", end.AgreementID, "work")
+	for _, rel := range []string{"out/big.bin", "small.txt"} {
+		if want, have := fileSHA(t, filepath.Join(work, rel)), fileSHA(t, filepath.Join(got, rel)); want != have {
+			t.Errorf("%s: fetched sha256 %s, B wrote %s", rel, have, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(got, "scratch.txt")); err == nil {
+		t.Error("an undeclared file was in the results")
+	}
+
+	// The HTTP API on C serves the same archive with its digest.
+	resp, err := http.Get(c.APIURL() + "/v1/tasks/" + tk.ID + "/results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || n != ref.Size || resp.Header.Get(agent.HeaderResultsDigest) != ref.Digest || "sha256:"+hex.EncodeToString(h.Sum(nil)) != ref.Digest {
+		t.Fatalf("GET results: %s, %d bytes, digest header %q: %v", resp.Status, n, resp.Header.Get(agent.HeaderResultsDigest), err)
+	}
+
+	// The broker keeps a copy; with B stopped, C fetches again from A.
+	m.WaitFor(time.Minute, "the broker to keep a copy", func() bool { return holds(a, ref.Digest) })
+	m.Stop(1)
+	c.DropResults(ref.Digest)
+	meta, path, err = c.FetchResults(t.Context(), tk.ID, nil)
+	if err != nil {
+		t.Fatalf("fetch with the provider stopped: %v", err)
+	}
+	if meta.Digest != ref.Digest || "sha256:"+fileSHA(t, path) != ref.Digest {
+		t.Fatalf("fetched %+v from the broker, ledger %+v", meta, ref)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, hdr.Name)
+	}
+	if strings.Join(names, ",") != "out/,out/big.bin,small.txt" {
+		t.Fatalf("archive holds %v", names)
+	}
+}

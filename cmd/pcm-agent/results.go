@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/drivers/archive"
+)
+
+// resultsCommand is `pcm-agent tasks results ID [-o DIR]`.
+func resultsCommand() *cli.Command {
+	return &cli.Command{
+		Name: "results", Usage: "fetch a task's results (from any agent that holds them), check their digest and unpack them", ArgsUsage: "ID",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "directory to unpack into (default ./<task id>)"},
+			&cli.StringFlag{Name: "tar", Usage: "write the archive itself to this file instead of unpacking it"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return withCode(exitUsage, fmt.Errorf("results needs a task id"))
+			}
+			id := c.Args().First()
+			resp, err := newAPIClient(c).raw(c.Context, http.MethodGet, "/v1/tasks/"+id+"/results", nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			digest := resp.Header.Get(agent.HeaderResultsDigest)
+			if err := archive.CheckDigest(digest); err != nil {
+				return fmt.Errorf("the agent sent no valid %s header: %w", agent.HeaderResultsDigest, err)
+			}
+			tmp, err := os.CreateTemp("", "pcm-results-*.tar")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			defer tmp.Close()
+			h := archive.NewHash()
+			quiet, _ := jsonOutput(c)
+			p := &progress{w: c.App.ErrWriter, total: resp.ContentLength, quiet: quiet}
+			if _, err := io.Copy(io.MultiWriter(tmp, h, p), resp.Body); err != nil {
+				return withCode(exitUnavailable, fmt.Errorf("download results of %s: %w", id, err))
+			}
+			p.done()
+			if got := archive.Digest(h); got != digest {
+				return fmt.Errorf("results of %s: received bytes hash to %s, not %s; fetch again", id, got, digest)
+			}
+			if dst := c.String("tar"); dst != "" {
+				if err := os.Rename(tmp.Name(), dst); err != nil {
+					return fmt.Errorf("--tar %s: %w", dst, err)
+				}
+				return renderFetched(c, id, digest, dst)
+			}
+			dir := c.String("out")
+			if dir == "" {
+				dir = filepath.Join(".", id)
+			}
+			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			if err := archive.Unpack(tmp, dir, 0); err != nil {
+				return fmt.Errorf("-o %s: %w", dir, err)
+			}
+			return renderFetched(c, id, digest, dir)
+		},
+	}
+}
+
+func renderFetched(c *cli.Context, id, digest, where string) error {
+	v := map[string]string{"task": id, "digest": digest, "path": where}
+	return render(c, v, func(w io.Writer) { fmt.Fprintf(w, "%s\t%s\t%s\n", id, digest, where) })
+}
+
+// progress prints bytes received on the terminal, at most twice a second.
+type progress struct {
+	w     io.Writer
+	total int64
+	n     int64
+	last  time.Time
+	quiet bool
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	if !p.quiet && p.total > 8<<20 && time.Since(p.last) > 500*time.Millisecond {
+		p.last = time.Now()
+		fmt.Fprintf(p.w, "\r%d / %d MiB (%d%%)", p.n>>20, p.total>>20, 100*p.n/p.total)
+	}
+	return len(b), nil
+}
+
+func (p *progress) done() {
+	if !p.quiet && !p.last.IsZero() {
+		fmt.Fprintf(p.w, "\r%d / %d MiB (100%%)\n", p.n>>20, p.total>>20)
+	}
+}
