@@ -268,3 +268,11 @@ func (a *Agent) HeldResults() []results.Meta {
 	}
 	return a.res.store.List()
 }
+
+// ResultsStats counts what this agent's results fetches met.
+func (a *Agent) ResultsStats() results.FetchStats {
+	if a.res == nil {
+		return results.FetchStats{}
+	}
+	return a.res.fetcher.Stats()
+}

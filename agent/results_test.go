@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/agent/results"
+	"github.com/pcm-mesh/pcm/agent/results/resultstest"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/drivers/archive"
 	"github.com/pcm-mesh/pcm/mesh"
@@ -191,5 +193,71 @@ outputs: {paths: [out, small.txt]}
 	}
 	if strings.Join(names, ",") != "out/,out/big.bin,small.txt" {
 		t.Fatalf("archive holds %v", names)
+	}
+}
+
+// Must-show 3 (across agents): B, the provider, holds a corrupted copy;
+// C's fetch detects it by the digest and gets the archive from A, the
+// broker. A peer that is not entitled (C, for a task A submitted itself)
+// is refused by its own agent and, asking a holder directly, by the
+// holder, which counts the refusal.
+func TestResultsCorruptCopyIsRefetchedAndStrangersAreRefused(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3, Topology: testnet.Star})
+	m.WaitForMesh(30 * time.Second)
+	a, b, c := m.Nodes[0].Agent(), m.Nodes[1].Agent(), m.Nodes[2].Agent()
+	doc := func(name string) string {
+		return fmt.Sprintf("name: %s\nresources: {cpu: 0.5, memory: 128Mi}\ndriver: local\nconstraints: ['provider.id == %q']\nscript: head -c 4194304 /dev/urandom > r.bin\noutputs: {paths: [r.bin]}\n", name, b.ID())
+	}
+	mine := submitVia(t, c, a, doc("cs-task"))
+	if end := waitState(t, m, a, mine.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed); end.State != agent.StateSucceeded {
+		t.Fatalf("task ended %s: %s", end.State, end.Message)
+	}
+	ref := ledgerResults(t, a, mine.ID)
+	m.WaitFor(time.Minute, "the broker to keep a copy", func() bool { return holds(a, ref.Digest) })
+	resultstest.FlipByte(t, filepath.Join(m.Nodes[1].Dir, "results", strings.TrimPrefix(ref.Digest, "sha256:")+".tar"), ref.Size/2)
+	meta, path, err := c.FetchResults(t.Context(), mine.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Digest != ref.Digest || "sha256:"+fileSHA(t, path) != ref.Digest {
+		t.Fatalf("fetched %+v (sha256 %s), ledger %+v", meta, fileSHA(t, path), ref)
+	}
+	if st := c.ResultsStats(); st.Corrupt != 1 || st.Fetched != 1 {
+		t.Fatalf("fetch stats %+v; want B's corrupted copy dropped once, then one verified fetch", st)
+	}
+
+	theirs, err := a.Submit([]byte(doc("a-task")), "a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := waitState(t, m, a, theirs.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed); end.State != agent.StateSucceeded {
+		t.Fatalf("task ended %s: %s", end.State, end.Message)
+	}
+	other := ledgerResults(t, a, theirs.ID)
+	if _, _, err := c.FetchResults(t.Context(), theirs.ID, nil); err == nil || !strings.Contains(err.Error(), "not entitled") {
+		t.Fatalf("C fetched the results of a task it has no part in: %v", err)
+	}
+	before := b.Refusals()["task_results"]
+	s, err := c.Node().NewStream(t.Context(), b.ID(), results.Protocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := mesh.WriteFrame(s, results.Request{V: 1, Digest: other.Digest}, results.MaxRequest); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	var resp results.Response
+	if err := mesh.ReadFrame(bufio.NewReader(s), &resp, results.MaxRequest); err != nil {
+		t.Fatal(err)
+	}
+	if resp.OK || !strings.Contains(resp.Error, "not entitled") {
+		t.Fatalf("B answered a stranger %+v", resp)
+	}
+	if rest, _ := io.ReadAll(s); len(rest) > 0 {
+		t.Fatalf("B sent %d bytes after refusing", len(rest))
+	}
+	if after := b.Refusals()["task_results"]; after != before+1 {
+		t.Fatalf("refusals task_results %d -> %d, want one more", before, after)
 	}
 }

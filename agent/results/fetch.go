@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -21,6 +22,7 @@ import (
 var (
 	ErrCorrupt   = errors.New("archive does not match its digest")
 	ErrTruncated = errors.New("transfer cut short")
+	errRefused   = errors.New("refused")
 )
 
 // Dialer opens streams to peers; *mesh.Node is one.
@@ -52,6 +54,22 @@ type Fetcher struct {
 	Log   *slog.Logger
 
 	group singleflight.Group // one fetch per digest at a time
+	stats struct{ fetched, bytes, corrupt, truncated, refused atomic.Int64 }
+}
+
+// FetchStats count what fetches met.
+type FetchStats struct {
+	Fetched   int64 `json:"fetched"`   // archives fetched and verified
+	Bytes     int64 `json:"bytes"`     // bytes received
+	Corrupt   int64 `json:"corrupt"`   // transfers dropped for a wrong digest or size
+	Truncated int64 `json:"truncated"` // transfers cut short (resumed from the next holder)
+	Refused   int64 `json:"refused"`   // holders that refused
+}
+
+// Stats returns the fetch counters.
+func (f *Fetcher) Stats() FetchStats {
+	return FetchStats{Fetched: f.stats.fetched.Load(), Bytes: f.stats.bytes.Load(), Corrupt: f.stats.corrupt.Load(),
+		Truncated: f.stats.truncated.Load(), Refused: f.stats.refused.Load()}
 }
 
 // Fetch returns the archive w names, from the Store if it holds it, else
@@ -93,10 +111,19 @@ func (f *Fetcher) fetch(ctx context.Context, w Want, holders []string, progress 
 		if errors.Is(err, ErrCorrupt) && resumed {
 			// The bytes kept from an earlier holder may be the bad ones:
 			// the partial file is dropped; try this holder from the start.
+			f.stats.corrupt.Add(1)
 			m, _, err = f.fetchFrom(ctx, &w, h, progress)
 		}
-		if err == nil {
+		switch {
+		case err == nil:
+			f.stats.fetched.Add(1)
 			return m, nil
+		case errors.Is(err, ErrCorrupt):
+			f.stats.corrupt.Add(1)
+		case errors.Is(err, ErrTruncated):
+			f.stats.truncated.Add(1)
+		case errors.Is(err, errRefused):
+			f.stats.refused.Add(1)
 		}
 		f.Log.Info("results fetch from holder failed", "digest", w.Digest, "holder", h, "err", err)
 		errs = append(errs, fmt.Errorf("holder %s: %w", h, err))
@@ -143,7 +170,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progres
 		return Meta{}, resumed, fmt.Errorf("read answer: %w", err)
 	}
 	if !resp.OK {
-		return Meta{}, resumed, fmt.Errorf("refused: %s", resp.Error)
+		return Meta{}, resumed, fmt.Errorf("%w: %s", errRefused, resp.Error)
 	}
 	if w.Size == 0 {
 		if resp.Size <= 0 || w.MaxSize > 0 && resp.Size > w.MaxSize {
@@ -166,6 +193,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progres
 				return Meta{}, resumed, werr
 			}
 			have += int64(n)
+			f.stats.bytes.Add(int64(n))
 			if progress != nil {
 				progress(have, w.Size)
 			}
