@@ -13,7 +13,7 @@ import (
 // archive m: the attempt it names (or the one m was stored for) must have
 // a final ledger event that names the digest, and by must be entitled to
 // that task's results, or fetch them as an input of a task it runs whose
-// submitter or broker is entitled (req.For).
+// submitter is entitled (req.For).
 func (a *Agent) authorizeResults(ctx context.Context, by string, m results.Meta, req results.Request) error {
 	agID := orDefault(req.AgreementID, m.AgreementID)
 	ag, err := a.agreement(ctx, agID)
@@ -33,7 +33,7 @@ func (a *Agent) authorizeResults(ctx context.Context, by string, m results.Meta,
 
 // authorizeInput checks a delegation: by runs the attempt req.For names,
 // whose task document lists the digest as an input, and that task's
-// submitter or broker may read the results themselves.
+// submitter may read the results themselves.
 func (a *Agent) authorizeInput(ctx context.Context, by string, req results.Request) error {
 	refuse := func(format string, args ...any) error {
 		a.metrics.refused("results_input")
@@ -58,10 +58,13 @@ func (a *Agent) authorizeInput(ctx context.Context, by string, req results.Reque
 	if err != nil {
 		return refuse("%v", err)
 	}
-	if a.entitled(ag, "", opResults, user.Submitter) || a.entitled(ag, "", opResults, user.Broker) {
+	// The submitter, not the broker: else anyone could launder results
+	// out through a broker that may read them.
+	submitter := orDefault(user.Submitter, user.Broker)
+	if a.entitled(ag, "", opResults, submitter) {
 		return nil
 	}
-	return refuse("neither task %s's submitter %s nor its broker %s may read the results of task %s", user.TaskID, user.Submitter, user.Broker, ag.TaskID)
+	return refuse("task %s's submitter %s may not read the results of task %s", user.TaskID, submitter, ag.TaskID)
 }
 
 // heldAgreement is the attempt this agent stored an archive for.

@@ -53,6 +53,9 @@ func (a *Agent) fetchInput(ctx context.Context, ag consensus.Agreement, task *ru
 			a.keepResults(m)
 			return m, nil
 		}
+		if errors.Is(err, results.ErrRefused) {
+			return results.Meta{}, err // the same rules everywhere: asking again will not help
+		}
 		last = err
 		select {
 		case <-ctx.Done():

@@ -261,3 +261,84 @@ func TestResultsCorruptCopyIsRefetchedAndStrangersAreRefused(t *testing.T) {
 		t.Fatalf("refusals task_results %d -> %d, want one more", before, after)
 	}
 }
+
+// Must-show 2: a two-step pipeline across providers. Task 1 runs on B
+// and writes a file; task 2 names task 1's results digest as an input,
+// runs on C, which fetches them over the mesh before it starts, reads the
+// file and writes its own result. The ledger names both digests.
+func TestPipelineInputsFromAnotherTasksResults(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3, Topology: testnet.Star})
+	m.WaitForMesh(30 * time.Second)
+	a, b, c := m.Nodes[0].Agent(), m.Nodes[1].Agent(), m.Nodes[2].Agent()
+	step1, err := a.Submit(fmt.Appendf(nil, `name: step1
+resources: {cpu: 0.5, memory: 128Mi}
+driver: local
+constraints: ['provider.id == %q']
+script: |
+  mkdir -p out
+  echo "made by step 1 on $(hostname)" > out/data.txt
+  head -c 1048576 /dev/urandom > out/noise.bin
+outputs: {paths: [out]}
+`, b.ID()), "step1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := waitState(t, m, a, step1.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed); end.State != agent.StateSucceeded {
+		t.Fatalf("step 1 ended %s: %s", end.State, end.Message)
+	}
+	first := ledgerResults(t, a, step1.ID)
+	step2, err := a.Submit(fmt.Appendf(nil, `name: step2
+resources: {cpu: 0.5, memory: 128Mi}
+driver: local
+constraints: ['provider.id == %q']
+inputs: [{digest: %q, dir: in}]
+script: |
+  grep -q "made by step 1" in/out/data.txt || exit 3
+  sha256sum in/out/noise.bin > checked.txt
+  cp in/out/data.txt seen.txt
+outputs: {paths: [checked.txt, seen.txt]}
+`, c.ID(), first.Digest), "step2.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitState(t, m, a, step2.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed)
+	if end.State != agent.StateSucceeded || end.Provider != c.ID() {
+		t.Fatalf("step 2 ended %s on %s: %s", end.State, end.Provider, end.Message)
+	}
+	second := ledgerResults(t, a, step2.ID)
+	if second.Digest == first.Digest {
+		t.Fatal("both steps name the same digest")
+	}
+	_, path, err := a.FetchResults(t.Context(), step2.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := unpackArchive(t, path)
+	_, path1, err := a.FetchResults(t.Context(), step1.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := unpackArchive(t, path1)
+	if fileSHA(t, filepath.Join(got, "seen.txt")) != fileSHA(t, filepath.Join(in, "out", "data.txt")) {
+		t.Fatal("step 2 did not see step 1's file")
+	}
+	sum, err := os.ReadFile(filepath.Join(got, "checked.txt"))
+	if err != nil || !strings.HasPrefix(string(sum), fileSHA(t, filepath.Join(in, "out", "noise.bin"))) {
+		t.Fatalf("step 2's checksum of the input %q does not match step 1's file: %v", sum, err)
+	}
+	if !holds(c, first.Digest) {
+		t.Fatal("C, which ran step 2, does not keep step 1's results it fetched")
+	}
+
+	// C may not read step 1's results: a task C submits naming them as
+	// an input fails with the holder's refusal, nothing leaks.
+	c.DropResults(first.Digest)
+	sneak := submitVia(t, c, a, fmt.Sprintf("name: sneak\nresources: {cpu: 0.5, memory: 128Mi}\ndriver: local\nconstraints: ['provider.id == %q']\ninputs: [{digest: %q}]\nscript: cp out/data.txt stolen.txt\noutputs: {paths: [stolen.txt]}\n", c.ID(), first.Digest))
+	end = waitState(t, m, a, sneak.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed)
+	if end.State != agent.StateFailed || !strings.Contains(end.Message, "not entitled") {
+		t.Fatalf("a task whose submitter may not read its input ended %s: %s", end.State, end.Message)
+	}
+	if holds(c, first.Digest) {
+		t.Fatal("C holds step 1's results after the refusal")
+	}
+}

@@ -22,7 +22,8 @@ import (
 var (
 	ErrCorrupt   = errors.New("archive does not match its digest")
 	ErrTruncated = errors.New("transfer cut short")
-	errRefused   = errors.New("refused")
+	// ErrRefused: a holder refused the request (access rules, bad request).
+	ErrRefused = errors.New("refused")
 )
 
 // Dialer opens streams to peers; *mesh.Node is one.
@@ -122,7 +123,7 @@ func (f *Fetcher) fetch(ctx context.Context, w Want, holders []string, progress 
 			f.stats.corrupt.Add(1)
 		case errors.Is(err, ErrTruncated):
 			f.stats.truncated.Add(1)
-		case errors.Is(err, errRefused):
+		case errors.Is(err, ErrRefused):
 			f.stats.refused.Add(1)
 		}
 		f.Log.Info("results fetch from holder failed", "digest", w.Digest, "holder", h, "err", err)
@@ -170,7 +171,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progres
 		return Meta{}, resumed, fmt.Errorf("read answer: %w", err)
 	}
 	if !resp.OK {
-		return Meta{}, resumed, fmt.Errorf("%w: %s", errRefused, resp.Error)
+		return Meta{}, resumed, fmt.Errorf("%w: %s", ErrRefused, resp.Error)
 	}
 	if w.Size == 0 {
 		if resp.Size <= 0 || w.MaxSize > 0 && resp.Size > w.MaxSize {

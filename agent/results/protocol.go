@@ -35,8 +35,8 @@ type Request struct {
 // Delegation names the task (attempt) an input is fetched for. The holder
 // checks that the agreement is in the ledger with the requester as its
 // provider, that Document hashes to the agreement's task_hash and names
-// the digest among its inputs, and that the task's submitter or broker
-// may read the results themselves.
+// the digest among its inputs, and that the task's submitter may read
+// the results themselves.
 type Delegation struct {
 	AgreementID string `json:"agreement_id"`
 	Document    []byte `json:"document"`
