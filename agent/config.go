@@ -27,6 +27,9 @@ type Config struct {
 	Zone           string            `yaml:"zone"`
 	Labels         map[string]string `yaml:"labels"`
 	AdvertInterval time.Duration     `yaml:"advert_interval"`
+	// ReprovideInterval is how often the agent provides its DHT keys
+	// again (default 12h; records live 48h).
+	ReprovideInterval time.Duration `yaml:"reprovide_interval"`
 	// Drivers maps a driver kind (local, sim, slurm, kubernetes, exec) to
 	// its settings; default: {local: {}}.
 	Drivers map[string]yaml.Node `yaml:"drivers"`

@@ -48,7 +48,7 @@ func (a *Agent) startResults() error {
 	a.node.Handle(results.Protocol, a.res.server.Handle)
 	a.goLoop(func() {
 		for _, m := range st.List() {
-			a.provideResults(a.runCtx, m.Digest)
+			a.provideKey(a.runCtx, mesh.KeyResultsPrefix+m.Digest)
 		}
 		a.resultsUpkeep(a.runCtx, time.Hour)
 	})
@@ -76,15 +76,7 @@ func (a *Agent) keepResults(m results.Meta) {
 		a.node.Unprovide(mesh.KeyResultsPrefix + d)
 	}
 	if _, ok := a.res.store.Get(m.Digest); ok {
-		a.goLoop(func() { a.provideResults(a.runCtx, m.Digest) })
-	}
-}
-
-func (a *Agent) provideResults(ctx context.Context, digest string) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := a.node.Provide(ctx, mesh.KeyResultsPrefix+digest); err != nil && ctx.Err() == nil {
-		a.log.Warn("provide results on the DHT", "digest", digest, "err", err)
+		a.goLoop(func() { a.provideKey(a.runCtx, mesh.KeyResultsPrefix+m.Digest) })
 	}
 }
 

@@ -20,6 +20,7 @@ func commands() []*cli.Command {
 		statusCommand(),
 		peersCommand(),
 		resourcesCommand(),
+		meshCommand(),
 		submitCommand(),
 		tasksCommand(),
 		frameworkCommand(),
