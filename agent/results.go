@@ -165,7 +165,7 @@ func (a *Agent) FetchResults(ctx context.Context, taskID string, progress result
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Results.orDefaults().FetchTimeout)
 	defer cancel()
 	w := results.Want{Digest: ref.Digest, Size: ref.Size, TaskID: ag.TaskID, AgreementID: ag.ID}
-	m, err := a.res.fetcher.Fetch(ctx, w, a.holders(ctx, ref.Digest, ag.Provider, ag.Broker), progress)
+	m, err := a.fetchResults(ctx, w, progress, ag.Provider, ag.Broker)
 	if err != nil {
 		return results.Meta{}, "", err
 	}
@@ -173,33 +173,50 @@ func (a *Agent) FetchResults(ctx context.Context, taskID string, progress result
 	return m, a.res.store.Path(m.Digest), nil
 }
 
-// holders lists peers that may hold digest: first (provider, broker...),
-// then its providers on the DHT; connected peers first, never this agent.
-func (a *Agent) holders(ctx context.Context, digest string, first ...string) []string {
+// fetchResults fetches w from the peers in first (provider, broker...,
+// connected ones first) and, if none of them has it, from the digest's
+// providers on the DHT (asked only then: a lookup takes a while).
+func (a *Agent) fetchResults(ctx context.Context, w results.Want, progress results.Progress, first ...string) (results.Meta, error) {
+	known := a.peersByConnection(a.otherPeers(nil, first...))
+	if _, held := a.res.store.Get(w.Digest); held || len(known) > 0 {
+		m, err := a.res.fetcher.Fetch(ctx, w, known, progress)
+		if err == nil || errors.Is(err, results.ErrRefused) || ctx.Err() != nil {
+			return m, err
+		}
+		a.log.Info("results not fetched from the task's parties; asking the DHT", "digest", w.Digest, "err", err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ais, err := a.node.FindProviders(fctx, mesh.KeyResultsPrefix+w.Digest, 20)
+	cancel()
+	if err != nil {
+		a.log.Info("find results holders on the DHT", "digest", w.Digest, "err", err)
+	}
+	var found []string
+	for _, ai := range ais {
+		found = append(found, ai.ID.String())
+	}
+	return a.res.fetcher.Fetch(ctx, w, a.peersByConnection(a.otherPeers(known, found...)), progress)
+}
+
+// otherPeers lists ids, once each, without this agent and those in skip.
+func (a *Agent) otherPeers(skip []string, ids ...string) []string {
 	var out []string
-	add := func(id string) {
-		if id != "" && id != a.ID() && !slices.Contains(out, id) {
+	for _, id := range ids {
+		if id != "" && id != a.ID() && !slices.Contains(out, id) && !slices.Contains(skip, id) {
 			out = append(out, id)
 		}
 	}
-	for _, id := range first {
-		add(id)
-	}
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ais, err := a.node.FindProviders(fctx, mesh.KeyResultsPrefix+digest, 20)
-	if err != nil {
-		a.log.Info("find results holders on the DHT", "digest", digest, "err", err)
-	}
-	for _, ai := range ais {
-		add(ai.ID.String())
-	}
+	return out
+}
+
+// peersByConnection puts connected peers first, keeping the order otherwise.
+func (a *Agent) peersByConnection(ids []string) []string {
 	net := a.node.Host().Network()
 	connected := func(id string) bool {
 		p, err := peer.Decode(id)
 		return err == nil && net.Connectedness(p) == network.Connected
 	}
-	slices.SortStableFunc(out, func(x, y string) int {
+	slices.SortStableFunc(ids, func(x, y string) int {
 		switch cx, cy := connected(x), connected(y); {
 		case cx && !cy:
 			return -1
@@ -208,7 +225,7 @@ func (a *Agent) holders(ctx context.Context, digest string, first ...string) []s
 		}
 		return 0
 	})
-	return out
+	return ids
 }
 
 // onResultsRecord keeps a copy of the results of tasks this agent
@@ -233,7 +250,7 @@ func (a *Agent) onResultsRecord(r consensus.Record) {
 		w := results.Want{Digest: ev.Results.Digest, Size: ev.Results.Size, TaskID: ag.TaskID, AgreementID: ag.ID}
 		for try, wait := 1, time.Second; ; try, wait = try+1, 2*wait {
 			fctx, cancel := context.WithTimeout(ctx, a.cfg.Results.orDefaults().FetchTimeout)
-			m, err := a.res.fetcher.Fetch(fctx, w, a.holders(fctx, w.Digest, ag.Provider), nil)
+			m, err := a.fetchResults(fctx, w, nil, ag.Provider)
 			cancel()
 			if err == nil {
 				a.keepResults(m)

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/pcm-mesh/pcm/agent/results"
+	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/rules"
 )
 
@@ -17,11 +19,17 @@ import (
 func (a *Agent) authorizeResults(ctx context.Context, by string, m results.Meta, req results.Request) error {
 	agID := orDefault(req.AgreementID, m.AgreementID)
 	ag, err := a.agreement(ctx, agID)
+	if errors.Is(err, consensus.ErrNotFound) && agID != "" {
+		return fmt.Errorf("%w: %w", results.ErrNotYet, err)
+	}
 	if err != nil {
 		return fmt.Errorf("results %s: %w", req.Digest, err)
 	}
 	ev, ok := a.finalEvent(ctx, ag)
-	if !ok || ev.Results == nil || ev.Results.Digest != req.Digest {
+	if !ok {
+		return fmt.Errorf("%w: attempt %s has no final event here yet", results.ErrNotYet, agID)
+	}
+	if ev.Results == nil || ev.Results.Digest != req.Digest {
 		a.metrics.refused("results_binding")
 		return fmt.Errorf("%w: attempt %s's final ledger event does not name results %s", errForbidden, agID, req.Digest)
 	}
@@ -41,6 +49,9 @@ func (a *Agent) authorizeInput(ctx context.Context, by string, req results.Reque
 		return fmt.Errorf("%w: input fetch of %s: "+format, append([]any{errForbidden, req.Digest}, args...)...)
 	}
 	user, err := a.agreement(ctx, req.For.AgreementID)
+	if errors.Is(err, consensus.ErrNotFound) {
+		return fmt.Errorf("%w: %w", results.ErrNotYet, err) // committed, but not applied here yet
+	}
 	if err != nil {
 		return refuse("%v", err)
 	}

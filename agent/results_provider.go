@@ -48,7 +48,7 @@ func (a *Agent) fetchInput(ctx context.Context, ag consensus.Agreement, task *ru
 	w := results.Want{Digest: digest, MaxSize: cfg.MaxOutputBytes, For: &results.Delegation{AgreementID: ag.ID, Document: task.Canonical()}}
 	var last error
 	for wait := time.Second; ; wait = min(2*wait, 15*time.Second) {
-		m, err := a.res.fetcher.Fetch(ctx, w, a.holders(ctx, digest, ag.Broker, ag.Submitter), nil)
+		m, err := a.fetchResults(ctx, w, nil, ag.Broker, ag.Submitter)
 		if err == nil {
 			a.keepResults(m)
 			return m, nil

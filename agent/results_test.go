@@ -26,7 +26,7 @@ import (
 
 // submitVia submits doc from one agent to another over /pcm/submit/1.0.0,
 // so the sender is the task's submitter.
-func submitVia(t *testing.T, from, to *agent.Agent, doc string) *agent.Task {
+func submitVia(t testing.TB, from, to *agent.Agent, doc string) *agent.Task {
 	t.Helper()
 	s, err := from.Node().NewStream(t.Context(), to.ID(), agent.SubmitProtocol)
 	if err != nil {

@@ -22,8 +22,11 @@ import (
 var (
 	ErrCorrupt   = errors.New("archive does not match its digest")
 	ErrTruncated = errors.New("transfer cut short")
-	// ErrRefused: a holder refused the request (access rules, bad request).
+	// ErrRefused: a holder's access rules refused the request.
 	ErrRefused = errors.New("refused")
+	// errUnavailable: the holder does not have it (any more) or did not
+	// understand the request; another holder may do.
+	errUnavailable = errors.New("unavailable")
 )
 
 // Dialer opens streams to peers; *mesh.Node is one.
@@ -171,7 +174,10 @@ func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progres
 		return Meta{}, resumed, fmt.Errorf("read answer: %w", err)
 	}
 	if !resp.OK {
-		return Meta{}, resumed, fmt.Errorf("%w: %s", ErrRefused, resp.Error)
+		if resp.Code == CodeForbidden {
+			return Meta{}, resumed, fmt.Errorf("%w: %s", ErrRefused, resp.Error)
+		}
+		return Meta{}, resumed, fmt.Errorf("%w: %s", errUnavailable, resp.Error)
 	}
 	if w.Size == 0 {
 		if resp.Size <= 0 || w.MaxSize > 0 && resp.Size > w.MaxSize {

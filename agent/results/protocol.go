@@ -42,13 +42,27 @@ type Delegation struct {
 	Document    []byte `json:"document"`
 }
 
+// Response codes.
+const (
+	CodeNotHeld    = "not_held"
+	CodeNotYet     = "not_yet"
+	CodeForbidden  = "forbidden"
+	CodeBadRequest = "bad_request"
+)
+
 // Response answers a Request; when OK, Size-Offset raw archive bytes
 // follow it on the stream.
 type Response struct {
 	V     int    `json:"v"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
-	Size  int64  `json:"size,omitempty"`
+	// Code classifies a refusal: "not_held" (ask another holder),
+	// "not_yet" (the holder's ledger does not have the agreement yet: ask
+	// again shortly),
+	// "forbidden" (the access rules say no: every holder will),
+	// "bad_request".
+	Code string `json:"code,omitempty"`
+	Size int64  `json:"size,omitempty"`
 	// AgreementID is the attempt the holder keeps the archive for (a
 	// receiver checks it against the ledger before relying on it).
 	AgreementID string `json:"agreement_id,omitempty"`

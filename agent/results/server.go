@@ -15,6 +15,10 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
+// ErrNotYet: an Authorizer cannot decide yet (its ledger lags); the
+// requester is told to ask again.
+var ErrNotYet = errors.New("not known here yet")
+
 // Authorizer decides whether peer by may have the archive m (req.For set:
 // as an input of that task). A refusal's text is sent to the peer.
 type Authorizer func(ctx context.Context, by string, m Meta, req Request) error
@@ -39,9 +43,9 @@ func (s *Server) Handle(st network.Stream) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	f, m, err := s.open(context.Background(), by, req)
+	f, m, code, err := s.open(context.Background(), by, req)
 	if err != nil {
-		_ = mesh.WriteFrame(st, Response{V: Version, Error: err.Error()}, MaxRequest)
+		_ = mesh.WriteFrame(st, Response{V: Version, Error: err.Error(), Code: code}, MaxRequest)
 		return
 	}
 	defer f.Close()
@@ -62,27 +66,30 @@ func (s *Server) Handle(st network.Stream) {
 	}
 }
 
-// open checks a request and opens the archive it asks for.
-func (s *Server) open(ctx context.Context, by string, req Request) (io.ReadSeekCloser, Meta, error) {
+// open checks a request and opens the archive it asks for; a refusal
+// comes with its Response code.
+func (s *Server) open(ctx context.Context, by string, req Request) (io.ReadSeekCloser, Meta, string, error) {
 	if req.V != Version {
-		return nil, Meta{}, fmt.Errorf("v is %d; this agent speaks %d", req.V, Version)
+		return nil, Meta{}, CodeBadRequest, fmt.Errorf("v is %d; this agent speaks %d", req.V, Version)
 	}
 	if err := archive.CheckDigest(req.Digest); err != nil {
-		return nil, Meta{}, fmt.Errorf("digest: %w", err)
+		return nil, Meta{}, CodeBadRequest, fmt.Errorf("digest: %w", err)
 	}
 	m, ok := s.Store.Get(req.Digest)
 	if !ok {
-		return nil, Meta{}, fmt.Errorf("%w: %s", ErrNotFound, req.Digest)
+		return nil, Meta{}, CodeNotHeld, fmt.Errorf("%w: %s", ErrNotFound, req.Digest)
 	}
 	if req.Offset < 0 || req.Offset > m.Size {
-		return nil, Meta{}, fmt.Errorf("offset %d is outside the archive (0..%d)", req.Offset, m.Size)
+		return nil, Meta{}, CodeBadRequest, fmt.Errorf("offset %d is outside the archive (0..%d)", req.Offset, m.Size)
 	}
-	if err := s.Authorize(ctx, by, m, req); err != nil {
-		return nil, Meta{}, err
+	if err := s.Authorize(ctx, by, m, req); errors.Is(err, ErrNotYet) {
+		return nil, Meta{}, CodeNotYet, err
+	} else if err != nil {
+		return nil, Meta{}, CodeForbidden, err
 	}
 	f, m, err := s.Store.Open(req.Digest)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Meta{}, err // evicted meanwhile
+	if err != nil {
+		return nil, Meta{}, CodeNotHeld, err // evicted meanwhile
 	}
-	return f, m, err
+	return f, m, "", nil
 }
