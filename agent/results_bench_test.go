@@ -35,12 +35,24 @@ func benchBytes(b *testing.B) int64 {
 //
 //	go test ./agent -run '^$' -bench BenchmarkResultsTransfer -benchtime 1x
 //
-// and read results-MB/s, tcp-MB/s and cp-MB/s.
+// and read results-MB/s, tcp-MB/s and cp-MB/s (PCM_BENCH_BYTES=N for
+// another size).
+//
+// Two meshes: agents listening on TCP and QUIC (the default; libp2p picks
+// QUIC between them on loopback) and agents listening on TCP only.
 func BenchmarkResultsTransfer(b *testing.B) {
+	b.Run("listen=tcp+quic", func(b *testing.B) {
+		benchTransfer(b, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	})
+	b.Run("listen=tcp", func(b *testing.B) { benchTransfer(b, []string{"/ip4/127.0.0.1/tcp/0"}) })
+}
+
+func benchTransfer(b *testing.B, listen []string) {
 	size := benchBytes(b)
 	m := testnet.Start(b, testnet.Options{N: 3, Topology: testnet.Star, Configure: func(_ int, c *agent.Config) {
 		c.Results.MaxOutputBytes = 2 * size
 		c.MinFreeMB = 1
+		c.Listen = listen
 	}})
 	m.WaitForMesh(30 * time.Second)
 	a, p, c := m.Nodes[0].Agent(), m.Nodes[1].Agent(), m.Nodes[2].Agent()
@@ -97,7 +109,7 @@ func BenchmarkResultsTransfer(b *testing.B) {
 	b.ReportMetric(mbps(fetchT), "results-MB/s")
 	b.ReportMetric(mbps(tcpT), "tcp-MB/s")
 	b.ReportMetric(mbps(cpT), "cp-MB/s")
-	b.Logf("%d MiB archive: results stream %.0f MB/s, plain TCP %.0f MB/s, cp %.0f MB/s", src.Size>>20, mbps(fetchT), mbps(tcpT), mbps(cpT))
+	b.Logf("%d MiB archive, agents listening on %v: results stream %.0f MB/s, plain TCP %.0f MB/s, cp %.0f MB/s", src.Size>>20, listen, mbps(fetchT), mbps(tcpT), mbps(cpT))
 }
 
 // tcpCopy sends a file over a loopback TCP connection into dst.
