@@ -23,6 +23,8 @@ type ResultsStatus struct {
 	Held  int                `json:"held"`
 	Bytes int64              `json:"bytes"`
 	Fetch results.FetchStats `json:"fetch"`
+	// Fetching are the fetches from other agents in progress.
+	Fetching []results.Transfer `json:"fetching,omitempty"`
 }
 
 func (a *Agent) dhtStatus() DHTStatus {
@@ -31,6 +33,9 @@ func (a *Agent) dhtStatus() DHTStatus {
 
 func (a *Agent) resultsStatus() ResultsStatus {
 	st := ResultsStatus{Fetch: a.ResultsStats()}
+	if a.res != nil {
+		st.Fetching = a.res.fetcher.InFlight()
+	}
 	for _, m := range a.HeldResults() {
 		st.Held++
 		st.Bytes += m.Size

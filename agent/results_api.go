@@ -46,9 +46,11 @@ func (a *Agent) handleResults(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.FormatInt(m.Size, 10))
 	h.Set(HeaderResultsDigest, m.Digest)
 	h.Set(HeaderResultsTask, id)
-	w.WriteHeader(http.StatusOK)
-	// The write timeout bounds each chunk, not the whole archive.
+	// The write timeout bounds each chunk, not the whole archive (nor
+	// the fetch over the mesh before it).
 	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.APITimeouts.orDefaults().Write))
+	w.WriteHeader(http.StatusOK)
 	buf := make([]byte, 1<<20)
 	for {
 		_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.APITimeouts.orDefaults().Write))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -59,6 +60,51 @@ type Fetcher struct {
 
 	group singleflight.Group // one fetch per digest at a time
 	stats struct{ fetched, bytes, corrupt, truncated, refused atomic.Int64 }
+
+	mu       sync.Mutex
+	inFlight map[string]*Transfer
+}
+
+// Transfer is a fetch in progress.
+type Transfer struct {
+	Digest string `json:"digest"`
+	Holder string `json:"holder"`
+	Done   int64  `json:"done"`
+	Total  int64  `json:"total"`
+}
+
+// InFlight lists the fetches in progress.
+func (f *Fetcher) InFlight() []Transfer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Transfer, 0, len(f.inFlight))
+	for _, t := range f.inFlight {
+		out = append(out, *t)
+	}
+	return out
+}
+
+// track records a fetch's progress until the returned func is called.
+func (f *Fetcher) track(digest, holder string, progress Progress) (Progress, func()) {
+	f.mu.Lock()
+	if f.inFlight == nil {
+		f.inFlight = map[string]*Transfer{}
+	}
+	t := &Transfer{Digest: digest, Holder: holder}
+	f.inFlight[digest] = t
+	f.mu.Unlock()
+	return func(done, total int64) {
+			f.mu.Lock()
+			t.Done, t.Total = done, total
+			f.mu.Unlock()
+			if progress != nil {
+				progress(done, total)
+			}
+		}, func() {
+			f.mu.Lock()
+			delete(f.inFlight, digest)
+			f.mu.Unlock()
+		}
 }
 
 // FetchStats count what fetches met.
@@ -140,6 +186,8 @@ func (f *Fetcher) fetch(ctx context.Context, w Want, holders []string, progress 
 
 // fetchFrom continues the partial file from one holder.
 func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progress Progress) (_ Meta, resumed bool, _ error) {
+	progress, done := f.track(w.Digest, holder, progress)
+	defer done()
 	part := f.Store.PartPath(w.Digest)
 	pf, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

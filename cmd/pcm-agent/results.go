@@ -27,7 +27,9 @@ func resultsCommand() *cli.Command {
 				return withCode(exitUsage, fmt.Errorf("results needs a task id"))
 			}
 			id := c.Args().First()
-			resp, err := newAPIClient(c).raw(c.Context, http.MethodGet, "/v1/tasks/"+id+"/results", nil)
+			api := newAPIClient(c)
+			quiet, _ := jsonOutput(c)
+			resp, err := fetchWithProgress(c, api, "/v1/tasks/"+id+"/results", quiet)
 			if err != nil {
 				return err
 			}
@@ -43,7 +45,6 @@ func resultsCommand() *cli.Command {
 			defer os.Remove(tmp.Name())
 			defer tmp.Close()
 			h := archive.NewHash()
-			quiet, _ := jsonOutput(c)
 			p := &progress{w: c.App.ErrWriter, total: resp.ContentLength, quiet: quiet}
 			if _, err := io.Copy(io.MultiWriter(tmp, h, p), resp.Body); err != nil {
 				return withCode(exitUnavailable, fmt.Errorf("download results of %s: %w", id, err))
@@ -70,6 +71,42 @@ func resultsCommand() *cli.Command {
 			}
 			return renderFetched(c, id, digest, dir)
 		},
+	}
+}
+
+// fetchWithProgress sends the GET and, while the agent fetches the
+// archive over the mesh (before it answers), shows that fetch's progress
+// from the agent's status.
+func fetchWithProgress(c *cli.Context, api *apiClient, path string, quiet bool) (*http.Response, error) {
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		resp, err := api.raw(c.Context, http.MethodGet, path, nil)
+		ch <- answer{resp, err}
+	}()
+	shown := false
+	for {
+		select {
+		case a := <-ch:
+			if shown {
+				fmt.Fprintln(c.App.ErrWriter)
+			}
+			return a.resp, a.err
+		case <-time.After(500 * time.Millisecond):
+		}
+		var st agent.Status
+		if quiet || api.get(c, "/v1/status", &st) != nil {
+			continue
+		}
+		for _, t := range st.Results.Fetching {
+			if t.Total > 0 {
+				fmt.Fprintf(c.App.ErrWriter, "\rfetching over the mesh from %s: %d / %d MiB", shortID(t.Holder), t.Done>>20, t.Total>>20)
+				shown = true
+			}
+		}
 	}
 }
 
