@@ -43,7 +43,9 @@ func (s *Server) Handle(st network.Stream) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	f, m, code, err := s.open(context.Background(), by, req)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	f, m, code, err := s.open(ctx, by, req)
+	cancel()
 	if err != nil {
 		_ = mesh.WriteFrame(st, Response{V: Version, Error: err.Error(), Code: code}, MaxRequest)
 		return
