@@ -18,6 +18,13 @@ import (
 // submitter is entitled (req.For).
 func (a *Agent) authorizeResults(ctx context.Context, by string, m results.Meta, req results.Request) error {
 	agID := orDefault(req.AgreementID, m.AgreementID)
+	if agID == "" && m.Owner != "" {
+		return a.authorizeUpload(ctx, by, m, req)
+	}
+	if agID == "" {
+		a.metrics.refused("results_binding")
+		return fmt.Errorf("%w: no attempt is known to have made %s here; ask a holder that has its task", errForbidden, req.Digest)
+	}
 	ag, err := a.agreement(ctx, agID)
 	if errors.Is(err, consensus.ErrNotFound) && agID != "" {
 		return fmt.Errorf("%w: %w", results.ErrNotYet, err)
@@ -36,13 +43,33 @@ func (a *Agent) authorizeResults(ctx context.Context, by string, m results.Meta,
 	if req.For == nil {
 		return a.authorizeTask(ag, "", opResults, by)
 	}
-	return a.authorizeInput(ctx, by, req)
+	return a.authorizeInput(ctx, by, req, func(submitter string) error {
+		if a.entitled(ag, "", opResults, submitter) {
+			return nil
+		}
+		return fmt.Errorf("task %s's submitter %s may not read the results of task %s", taskOfAgreement(req.For.AgreementID), submitter, ag.TaskID)
+	})
+}
+
+// authorizeUpload decides a request for an archive its owner uploaded
+// (pcm-agent results put): only as an input of a task the owner submitted.
+func (a *Agent) authorizeUpload(ctx context.Context, by string, m results.Meta, req results.Request) error {
+	if req.For == nil {
+		a.metrics.refused("task_results")
+		return fmt.Errorf("%w: %s was uploaded by %s; it is sent only as an input of a task %s submits", errForbidden, req.Digest, m.Owner, m.Owner)
+	}
+	return a.authorizeInput(ctx, by, req, func(submitter string) error {
+		if submitter == m.Owner {
+			return nil
+		}
+		return fmt.Errorf("it was uploaded by %s, not by the task's submitter %s", m.Owner, submitter)
+	})
 }
 
 // authorizeInput checks a delegation: by runs the attempt req.For names,
 // whose task document lists the digest as an input, and that task's
-// submitter may read the results themselves.
-func (a *Agent) authorizeInput(ctx context.Context, by string, req results.Request) error {
+// submitter may read the archive (mayRead says why not).
+func (a *Agent) authorizeInput(ctx context.Context, by string, req results.Request, mayRead func(submitter string) error) error {
 	refuse := func(format string, args ...any) error {
 		a.metrics.refused("results_input")
 		a.log.Info("results input fetch refused", "by", by, "digest", req.Digest, "why", fmt.Sprintf(format, args...))
@@ -65,21 +92,10 @@ func (a *Agent) authorizeInput(ctx context.Context, by string, req results.Reque
 	if !slices.ContainsFunc(task.Inputs, func(in rules.TaskInput) bool { return in.Digest == req.Digest }) {
 		return refuse("task %s does not name it among its inputs", user.TaskID)
 	}
-	ag, err := a.agreement(ctx, orDefault(req.AgreementID, a.heldAgreement(req.Digest)))
-	if err != nil {
-		return refuse("%v", err)
-	}
 	// The submitter, not the broker: else anyone could launder results
 	// out through a broker that may read them.
-	submitter := orDefault(user.Submitter, user.Broker)
-	if a.entitled(ag, "", opResults, submitter) {
-		return nil
+	if err := mayRead(orDefault(user.Submitter, user.Broker)); err != nil {
+		return refuse("%v", err)
 	}
-	return refuse("task %s's submitter %s may not read the results of task %s", user.TaskID, submitter, ag.TaskID)
-}
-
-// heldAgreement is the attempt this agent stored an archive for.
-func (a *Agent) heldAgreement(digest string) string {
-	m, _ := a.res.store.Get(digest)
-	return m.AgreementID
+	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/pcm-mesh/pcm/agent/results"
+	"github.com/pcm-mesh/pcm/drivers/archive"
 )
 
 // Headers of GET /v1/tasks/{id}/results.
@@ -68,4 +71,60 @@ func (a *Agent) handleResults(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// PutResults stores an archive this agent's user uploads (pcm-agent
+// results put), so tasks the agent submits can name it as an input by
+// digest; it is sent only as such an input. The archive must hold files
+// and directories only, at most results.max_output_bytes.
+func (a *Agent) PutResults(r io.Reader) (results.Meta, error) {
+	limit := a.cfg.Results.orDefaults().MaxOutputBytes
+	m, err := a.res.store.Collect(func(w io.Writer) (int64, error) {
+		n, err := io.Copy(w, io.LimitReader(r, limit+1))
+		if err == nil && n > limit {
+			err = fmt.Errorf("the archive is over results.max_output_bytes (%d bytes); send less or raise it", limit)
+		}
+		return n, err
+	}, results.Meta{Owner: a.ID()})
+	if err != nil {
+		return results.Meta{}, err
+	}
+	f, _, err := a.res.store.Open(m.Digest)
+	if err != nil {
+		return results.Meta{}, err
+	}
+	err = archive.Check(f, 0)
+	f.Close()
+	if err != nil {
+		if held, _ := a.res.store.Get(m.Digest); held.Owner == a.ID() {
+			a.res.store.Remove(m.Digest)
+		}
+		return results.Meta{}, fmt.Errorf("upload: %w", err)
+	}
+	a.keepResults(m)
+	return m, nil
+}
+
+// handlePut answers POST /v1/results (body: a tar archive).
+func (a *Agent) handlePut(w http.ResponseWriter, r *http.Request) {
+	// The read timeout bounds each chunk of the body, not the whole upload.
+	body := &slowBody{r: r.Body, rc: http.NewResponseController(w), d: a.cfg.APITimeouts.orDefaults().Read}
+	m, err := a.PutResults(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, m)
+}
+
+// slowBody extends the request's read deadline before every read.
+type slowBody struct {
+	r  io.Reader
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.d))
+	return b.r.Read(p)
 }

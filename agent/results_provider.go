@@ -48,12 +48,15 @@ func (a *Agent) fetchInput(ctx context.Context, ag consensus.Agreement, task *ru
 	w := results.Want{Digest: digest, MaxSize: cfg.MaxOutputBytes, For: &results.Delegation{AgreementID: ag.ID, Document: task.Canonical()}}
 	var last error
 	for wait := time.Second; ; wait = min(2*wait, 15*time.Second) {
-		m, err := a.fetchResults(ctx, w, nil, ag.Broker, ag.Submitter)
+		m, err := a.heldInput(ctx, w)
+		if errors.Is(err, results.ErrNotFound) {
+			m, err = a.fetchResults(ctx, w, nil, ag.Broker, ag.Submitter)
+		}
 		if err == nil {
 			a.keepResults(m)
 			return m, nil
 		}
-		if errors.Is(err, results.ErrRefused) {
+		if errors.Is(err, results.ErrRefused) || errors.Is(err, errForbidden) {
 			return results.Meta{}, err // the same rules everywhere: asking again will not help
 		}
 		last = err
@@ -63,6 +66,21 @@ func (a *Agent) fetchInput(ctx context.Context, ag consensus.Agreement, task *ru
 		case <-time.After(wait):
 		}
 	}
+}
+
+// heldInput returns this agent's own copy of an input, if the task may
+// have it: a copy kept from an earlier fetch goes only to tasks a holder
+// would send it to (the same check, with this agent as the requester).
+// ErrNotFound when no copy is held.
+func (a *Agent) heldInput(ctx context.Context, w results.Want) (results.Meta, error) {
+	m, held := a.res.store.Get(w.Digest)
+	if !held {
+		return results.Meta{}, results.ErrNotFound
+	}
+	if err := a.authorizeResults(ctx, a.ID(), m, results.Request{V: results.Version, Digest: w.Digest, For: w.For}); err != nil {
+		return results.Meta{}, err
+	}
+	return m, nil
 }
 
 // collectResults packs the outputs of an attempt that ended kind into

@@ -342,3 +342,45 @@ outputs: {paths: [checked.txt, seen.txt]}
 		t.Fatal("C holds step 1's results after the refusal")
 	}
 }
+
+// Inputs by a path on the submitting agent: A uploads a directory
+// (pcm-agent results put) and a task A submits names its digest; B, the
+// provider, fetches it from A. A task C submits naming the same digest is
+// refused: only the uploader's own tasks get it.
+func TestUploadedInputGoesOnlyToTheUploadersTasks(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 3, Topology: testnet.Star})
+	m.WaitForMesh(30 * time.Second)
+	a, b, c := m.Nodes[0].Agent(), m.Nodes[1].Agent(), m.Nodes[2].Agent()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "params.txt"), []byte("alpha=0.5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var tarball strings.Builder
+	if _, err := archive.Collect(src, []string{"*"}, 0, &tarball); err != nil {
+		t.Fatal(err)
+	}
+	up, err := a.PutResults(strings.NewReader(tarball.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(name string) string {
+		return fmt.Sprintf("name: %s\nresources: {cpu: 0.5, memory: 128Mi}\ndriver: local\nconstraints: ['provider.id == %q']\ninputs: [{digest: %q, dir: in}]\nscript: grep -q alpha=0.5 in/params.txt\n", name, b.ID(), up.Digest)
+	}
+	mine, err := a.Submit([]byte(doc("uses-upload")), "u.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := waitState(t, m, a, mine.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed); end.State != agent.StateSucceeded {
+		t.Fatalf("the uploader's task ended %s: %s", end.State, end.Message)
+	}
+	if !holds(b, up.Digest) {
+		t.Fatal("B did not keep the input it fetched")
+	}
+	// B keeps a copy now; it must not use it for a task whose submitter
+	// the uploader's rule does not allow.
+	theirs := submitVia(t, c, a, doc("steals-upload"))
+	end := waitState(t, m, a, theirs.ID, 2*time.Minute, agent.StateSucceeded, agent.StateFailed)
+	if end.State != agent.StateFailed || !strings.Contains(end.Message, "uploaded by") {
+		t.Fatalf("a stranger's task naming an upload ended %s: %s", end.State, end.Message)
+	}
+}

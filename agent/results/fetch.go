@@ -267,7 +267,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progres
 	}
 	m := Meta{Digest: w.Digest, Size: w.Size, TaskID: w.TaskID, AgreementID: w.AgreementID}
 	if m.AgreementID == "" {
-		m.AgreementID = resp.AgreementID
+		m.AgreementID, m.Owner = resp.AgreementID, resp.Owner
 	}
 	if err := f.Store.Adopt(part, m); err != nil {
 		return Meta{}, resumed, err

@@ -66,4 +66,6 @@ type Response struct {
 	// AgreementID is the attempt the holder keeps the archive for (a
 	// receiver checks it against the ledger before relying on it).
 	AgreementID string `json:"agreement_id,omitempty"`
+	// Owner is the uploader of an archive no task made.
+	Owner string `json:"owner,omitempty"`
 }

@@ -51,7 +51,7 @@ func (s *Server) Handle(st network.Stream) {
 		return
 	}
 	defer f.Close()
-	if err := mesh.WriteFrame(st, Response{V: Version, OK: true, Size: m.Size, AgreementID: m.AgreementID}, MaxRequest); err != nil {
+	if err := mesh.WriteFrame(st, Response{V: Version, OK: true, Size: m.Size, AgreementID: m.AgreementID, Owner: m.Owner}, MaxRequest); err != nil {
 		return
 	}
 	if _, err := f.Seek(req.Offset, io.SeekStart); err != nil {

@@ -25,10 +25,13 @@ type Meta struct {
 	Size   int64  `json:"size"`
 	// TaskID and AgreementID are the attempt whose final ledger event
 	// names the digest; access to the archive follows that task's rules.
-	TaskID      string    `json:"task_id"`
-	AgreementID string    `json:"agreement_id"`
-	Stored      time.Time `json:"stored"`
-	Used        time.Time `json:"used"`
+	TaskID      string `json:"task_id"`
+	AgreementID string `json:"agreement_id"`
+	// Owner is the agent that uploaded the archive (no task made it);
+	// it is sent only as an input of a task that agent submits.
+	Owner  string    `json:"owner,omitempty"`
+	Stored time.Time `json:"stored"`
+	Used   time.Time `json:"used"`
 }
 
 // Budget bounds what a Store keeps.

@@ -21,6 +21,7 @@ func commands() []*cli.Command {
 		peersCommand(),
 		resourcesCommand(),
 		meshCommand(),
+		resultsTopCommand(),
 		submitCommand(),
 		tasksCommand(),
 		frameworkCommand(),

@@ -138,3 +138,57 @@ func (p *progress) done() {
 		fmt.Fprintf(p.w, "\r%d / %d MiB (100%%)\n", p.n>>20, p.total>>20)
 	}
 }
+
+// resultsTopCommand is `pcm-agent results put|list`.
+func resultsTopCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "results",
+		Usage: "results archives this agent keeps; upload a directory as a task input",
+		Subcommands: []*cli.Command{{
+			Name:      "put",
+			Usage:     "pack a directory into an archive kept by the agent; prints its digest, for inputs: [{digest: …}] of tasks submitted through this agent",
+			ArgsUsage: "DIR",
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return withCode(exitUsage, fmt.Errorf("results put needs one directory"))
+				}
+				dir := c.Args().First()
+				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+					return withCode(exitUsage, fmt.Errorf("results put: %s is not a directory", dir))
+				}
+				tmp, err := os.CreateTemp("", "pcm-put-*.tar")
+				if err != nil {
+					return err
+				}
+				defer os.Remove(tmp.Name())
+				defer tmp.Close()
+				if _, err := archive.Collect(dir, []string{"*"}, 0, tmp); err != nil {
+					return fmt.Errorf("pack %s: %w", dir, err)
+				}
+				if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				var m map[string]any
+				if err := newAPIClient(c).doRaw(c.Context, http.MethodPost, "/v1/results", tmp, &m); err != nil {
+					return err
+				}
+				return render(c, m, func(w io.Writer) { fmt.Fprintf(w, "%v\t%v bytes\n", m["digest"], m["size"]) })
+			},
+		}, {
+			Name:  "list",
+			Usage: "the archives this agent keeps (its tasks' outputs, copies it brokers or fetched, uploads)",
+			Action: func(c *cli.Context) error {
+				var ms []map[string]any
+				if err := newAPIClient(c).get(c, "/v1/results", &ms); err != nil {
+					return err
+				}
+				return render(c, ms, func(w io.Writer) {
+					fmt.Fprintln(w, "DIGEST\tSIZE\tTASK\tOWNER")
+					for _, m := range ms {
+						fmt.Fprintf(w, "%v\t%v\t%v\t%v\n", m["digest"], m["size"], m["task_id"], m["owner"])
+					}
+				})
+			},
+		}},
+	}
+}

@@ -63,6 +63,32 @@ func TestTasksResultsUnpacksOutputs(t *testing.T) {
 	}
 }
 
+// results put uploads a directory; a task naming its digest as an input
+// reads the files.
+func TestResultsPutFeedsATask(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "a")
+	startJoin(t, dir)
+	data := filepath.Join(root, "data")
+	if err := os.MkdirAll(filepath.Join(data, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeDoc(t, data, "sub/x.txt", "forty-two\n")
+	out, _, err := pcm(t, "--data-dir", dir, "-o", "json", "results", "put", data)
+	var put struct{ Digest string }
+	if err != nil || json.Unmarshal([]byte(out), &put) != nil || !strings.HasPrefix(put.Digest, "sha256:") {
+		t.Fatalf("results put: %q %v", out, err)
+	}
+	task := writeDoc(t, root, "use.yaml", "name: use\nresources: {cpu: 100m}\ninputs: [{digest: "+put.Digest+", dir: in}]\ncommand: [grep, -q, forty-two, in/sub/x.txt]\n")
+	if out, stderr, err := pcm(t, "--data-dir", dir, "submit", "--wait", task); err != nil {
+		t.Fatalf("a task reading the upload: %q %q %v", out, stderr, err)
+	}
+	out, _, err = pcm(t, "--data-dir", dir, "results", "list")
+	if err != nil || !strings.Contains(out, put.Digest) {
+		t.Fatalf("results list: %q %v", out, err)
+	}
+}
+
 // writeDoc writes a document into dir and returns its path.
 func writeDoc(t *testing.T, dir, name, doc string) string {
 	t.Helper()
