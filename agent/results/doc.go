@@ -15,6 +15,10 @@
 //     callback (the agent's access rules) accepts the requesting peer.
 //   - Fetcher: fetches a digest from a list of holders into the Store.
 //
+// An archive is either a task's results (Meta.AgreementID names the
+// attempt whose final event carries the digest) or an upload (Meta.Owner
+// names the agent whose user put it there, for its own tasks' inputs).
+//
 // Invariants: the Store holds only archives whose bytes hash to their
 // name; a Server never sends bytes before Authorize accepted the
 // authenticated remote peer; Fetch returns only a verified archive.
