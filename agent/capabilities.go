@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -43,7 +44,12 @@ func (a *Agent) provideCapabilities() {
 func (a *Agent) provideKey(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := a.node.Provide(ctx, key); err != nil && ctx.Err() == nil {
-		a.log.Info("provide DHT key (retried by the mesh)", "key", key, "err", err)
+	err := a.node.Provide(ctx, key)
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.Is(err, mesh.ErrNoDHTPeers):
+		a.log.Debug("provide DHT key: no DHT peers yet (retried by the mesh)", "key", key)
+	default:
+		a.log.Warn("provide DHT key (retried by the mesh)", "key", key, "err", err)
 	}
 }

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -27,10 +28,16 @@ func (n *Node) Provide(ctx context.Context, key string) error {
 		return err
 	}
 	n.mu.Lock()
-	if n.provided[key] == nil {
-		n.provided[key] = &ProvidedKey{Key: key}
+	pk := n.provided[key]
+	if pk == nil {
+		pk = &ProvidedKey{Key: key}
+		n.provided[key] = pk
 	}
+	fresh := !pk.LastProvided.IsZero() && time.Since(pk.LastProvided) < n.cfg.ReprovideInterval
 	n.mu.Unlock()
+	if fresh {
+		return nil // provided recently; the loop provides it again in time
+	}
 	return n.provideNow(ctx, key)
 }
 
@@ -40,7 +47,10 @@ func (n *Node) provideNow(ctx context.Context, key string) error {
 		return nil
 	}
 	c, _ := KeyCID(key)
-	err := n.dht.Provide(ctx, c, true)
+	err := ErrNoDHTPeers
+	if n.dht.RoutingTable().Size() > 0 {
+		err = n.dht.Provide(ctx, c, true)
+	}
 	n.mu.Lock()
 	if pk := n.provided[key]; pk != nil {
 		if err != nil {
@@ -59,7 +69,8 @@ func (n *Node) provideNow(ctx context.Context, key string) error {
 // reprovideLoop provides every key again once its last provide is a
 // ReprovideInterval old, so lookups keep finding a long-running node
 // after its records expire; a key whose provide failed (no DHT peers yet)
-// is tried again within 30 s.
+// is tried again within 30 s. A failure is logged at warn once, until the
+// key is provided again; a lone node (no DHT peers) logs nothing.
 func (n *Node) reprovideLoop(ctx context.Context) {
 	if n.dht == nil {
 		return
@@ -79,8 +90,12 @@ func (n *Node) reprovideLoop(ctx context.Context) {
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err := n.provideNow(pctx, pk.Key)
 			cancel()
-			if err != nil && ctx.Err() == nil {
+			switch {
+			case err == nil, ctx.Err() != nil, errors.Is(err, ErrNoDHTPeers):
+			case pk.LastError == "": // the first failure after a success
 				n.log.Warn("provide DHT key", "key", pk.Key, "err", err)
+			default:
+				n.log.Debug("provide DHT key", "key", pk.Key, "err", err)
 			}
 		}
 	}

@@ -92,7 +92,11 @@ func statusCommand() *cli.Command {
 				}
 				fmt.Fprintf(w, "dht routing table\t%d peers\n", st.DHT.RoutingTable)
 				for _, k := range st.DHT.Provided {
-					fmt.Fprintf(w, "dht provides\t%s\t%d times, last %s\t%s\n", k.Key, k.Provides, k.LastProvided.Local().Format(time.RFC3339), k.LastError)
+					last := "never"
+					if !k.LastProvided.IsZero() {
+						last = k.LastProvided.Local().Format(time.RFC3339)
+					}
+					fmt.Fprintf(w, "dht provides\t%s\t%d times, last %s\t%s\n", k.Key, k.Provides, last, k.LastError)
 				}
 				fmt.Fprintf(w, "results held\t%d (%d MiB)\n", st.Results.Held, st.Results.Bytes>>20)
 			})
