@@ -238,6 +238,9 @@ func (a *Agent) onResultsRecord(r consensus.Record) {
 	if json.Unmarshal(r.Payload, &ev) != nil || ev.Results == nil || a.res == nil {
 		return
 	}
+	if _, brokered := a.broker.get(ev.TaskID); !brokered {
+		return
+	}
 	if _, held := a.res.store.Get(ev.Results.Digest); held {
 		return
 	}
