@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
@@ -52,4 +53,13 @@ func (a *Agent) provideKey(ctx context.Context, key string) {
 	default:
 		a.log.Warn("provide DHT key (retried by the mesh)", "key", key, "err", err)
 	}
+}
+
+// driverFiles reports whether a driver stages inputs and collects outputs
+// (its fingerprint says files and it implements drivers.Collector).
+func (a *Agent) driverFiles(name string) bool {
+	_, ok := a.drivers[name].(drivers.Collector)
+	a.fpMu.Lock()
+	defer a.fpMu.Unlock()
+	return ok && a.fp[name].Files
 }

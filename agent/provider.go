@@ -279,7 +279,7 @@ func (p *provider) consider(cfp CFP, now time.Time) (*hold, []string) {
 	if drv == "" {
 		return nil, []string{fmt.Sprintf("driver: no enabled driver runs %q tasks here", task.Driver)}
 	}
-	if _, ok := p.a.drivers[drv].(drivers.Collector); !ok && (task.Outputs != nil || len(task.Inputs) > 0) {
+	if !p.a.driverFiles(drv) && (task.Outputs != nil || len(task.Inputs) > 0) {
 		return nil, []string{fmt.Sprintf("driver: %s cannot stage inputs or collect outputs; local, exec and slurm can", drv)}
 	}
 	h := &hold{cfp: cfp, task: task, res: task.Resources, price: ev.Quote, driver: drv, expires: now.Add(holdTTL)}

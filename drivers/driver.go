@@ -62,6 +62,10 @@ type Fingerprint struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 	// Kinds lists the task forms the driver runs: "command", "script", "image".
 	Kinds []string `json:"kinds"`
+	// Files: the driver stages inputs and collects outputs (it implements
+	// Collector and its back end can); without it, specs with inputs or
+	// outputs are refused.
+	Files bool `json:"files,omitempty"`
 }
 
 // TaskSpec is one task as a driver sees it.

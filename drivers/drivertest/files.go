@@ -11,14 +11,21 @@ import (
 	"github.com/pcm-mesh/pcm/drivers/archive"
 )
 
-// testFiles checks both sides of the Collector capability: a driver that
-// has it stages inputs into the work dir before the task starts and
+// testFiles checks both sides of the files capability (Fingerprint.Files,
+// drivers.Collector): a driver that has it stages inputs into the work dir before the task starts and
 // collects the declared outputs after it ends (byte-identical, nothing
 // undeclared); a driver without it refuses specs with inputs or outputs.
 func testFiles(t *testing.T, h *Harness) {
 	d := h.newDriver(t, t.TempDir())
+	fp, err := d.Fingerprint(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	col, ok := d.(drivers.Collector)
-	if !ok {
+	if fp.Files && !ok {
+		t.Fatalf("%s: fingerprint says files but the driver does not implement drivers.Collector", d.Name())
+	}
+	if !fp.Files {
 		for name, edit := range map[string]func(*drivers.TaskSpec){
 			"outputs": func(s *drivers.TaskSpec) { s.Outputs = &drivers.Outputs{Paths: []string{"out"}} },
 			"inputs":  func(s *drivers.TaskSpec) { s.Inputs = []drivers.Input{{Archive: "/nonexistent.tar"}} },

@@ -202,6 +202,9 @@ func (d *Driver) ready(ctx context.Context) error {
 		return err
 	}
 	fp.Driver = Name
+	d.procMu.Lock()
+	fp.Files = d.hello.Files
+	d.procMu.Unlock()
 	if fp.Attributes == nil {
 		fp.Attributes = map[string]string{}
 	}

@@ -113,6 +113,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 		Free:       d.capacity.Free(),
 		Attributes: attrs,
 		Kinds:      []string{drivers.KindCommand, drivers.KindScript},
+		Files:      true,
 	}, nil
 }
 

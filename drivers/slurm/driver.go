@@ -237,6 +237,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 	return drivers.Fingerprint{
 		Driver: "slurm", Total: total, Free: free, Attributes: attrs,
 		Kinds: kinds,
+		Files: true,
 	}, nil
 }
 
