@@ -1,6 +1,7 @@
 package results_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/pcm-mesh/pcm/agent/results"
 	"github.com/pcm-mesh/pcm/agent/results/resultstest"
 	"github.com/pcm-mesh/pcm/drivers/archive"
+	"github.com/pcm-mesh/pcm/mesh"
 )
 
 // newHost is a real libp2p host on loopback TCP.
@@ -245,5 +247,63 @@ func TestStoreEvictsByRetentionAndSize(t *testing.T) {
 	}
 	if _, ok := again.Get(a.Digest); ok {
 		t.Fatal("evicted a came back on reopen")
+	}
+}
+
+// A holder answers a bad request with ok:false, a code and a reason, and
+// sends no archive bytes; an unreadable frame resets the stream.
+func TestServerRefusesBadRequests(t *testing.T) {
+	holder, me := newHost(t), newHost(t)
+	connect(t, me, holder)
+	s := newStore(t)
+	m := makeArchive(t, s, 64<<10)
+	var sent atomic.Int64
+	serve(holder, s, &sent)
+	other := "sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct {
+		name string
+		req  results.Request
+		code string
+	}{
+		{"wrong version", results.Request{V: 2, Digest: m.Digest}, results.CodeBadRequest},
+		{"malformed digest", results.Request{V: 1, Digest: "md5:abc"}, results.CodeBadRequest},
+		{"negative offset", results.Request{V: 1, Digest: m.Digest, Offset: -1}, results.CodeBadRequest},
+		{"offset past the end", results.Request{V: 1, Digest: m.Digest, Offset: m.Size + 1}, results.CodeBadRequest},
+		{"not held", results.Request{V: 1, Digest: other}, results.CodeNotHeld},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := dialer{me}.NewStream(t.Context(), holder.ID().String(), results.Protocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if err := mesh.WriteFrame(st, tc.req, results.MaxRequest); err != nil {
+				t.Fatal(err)
+			}
+			_ = st.CloseWrite()
+			r := bufio.NewReader(st)
+			var resp results.Response
+			if err := mesh.ReadFrame(r, &resp, results.MaxRequest); err != nil {
+				t.Fatal(err)
+			}
+			if resp.OK || resp.Code != tc.code || resp.Error == "" {
+				t.Fatalf("answer %+v, want ok:false code %s with a reason", resp, tc.code)
+			}
+			if rest, _ := io.ReadAll(r); len(rest) > 0 {
+				t.Fatalf("%d bytes followed a refusal", len(rest))
+			}
+		})
+	}
+	st, err := dialer{me}.NewStream(t.Context(), holder.ID().String(), results.Protocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write([]byte{0xff, 0xff, 0xff, 0xff, 0x7f}) // a frame length of gigabytes
+	_ = st.CloseWrite()
+	if b, err := io.ReadAll(st); err == nil || len(b) > 0 {
+		t.Fatalf("an unreadable frame got %d bytes back and no reset (%v)", len(b), err)
+	}
+	if sent.Load() != 0 {
+		t.Fatalf("the holder sent %d archive bytes to bad requests", sent.Load())
 	}
 }
