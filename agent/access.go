@@ -24,13 +24,8 @@ const (
 // authenticated peer id (the stream's remote peer, or this agent for its
 // local API).
 func (a *Agent) authorizeTask(ag consensus.Agreement, submitter, op, by string) error {
-	if by == ag.Broker || by == ag.Provider || (submitter != "" && by == submitter) || (ag.Submitter != "" && by == ag.Submitter) {
+	if a.entitled(ag, submitter, op, by) {
 		return nil
-	}
-	if op != opCancel && ag.Framework != "" {
-		if fw, err := a.fws.resolve(ag.Framework); err == nil && fw.IsPublic(op) {
-			return nil
-		}
 	}
 	a.metrics.refused("task_" + op)
 	who := fmt.Sprintf("its broker %s", ag.Broker)
@@ -45,6 +40,22 @@ func (a *Agent) authorizeTask(ag consensus.Agreement, submitter, op, by string) 
 		return fmt.Errorf("%w: cancel of task %s is allowed to %s, not to %s", errForbidden, ag.TaskID, who, by)
 	}
 	return fmt.Errorf("%w: %s of task %s is allowed to %s (or anyone if its framework lists %q under public), not to %s", errForbidden, op, ag.TaskID, who, op, by)
+}
+
+// entitled is authorizeTask's decision, without counting a refusal.
+func (a *Agent) entitled(ag consensus.Agreement, submitter, op, by string) bool {
+	if by == "" {
+		return false
+	}
+	if by == ag.Broker || by == ag.Provider || (submitter != "" && by == submitter) || (ag.Submitter != "" && by == ag.Submitter) {
+		return true
+	}
+	if op != opCancel && ag.Framework != "" {
+		if fw, err := a.fws.resolve(ag.Framework); err == nil && fw.IsPublic(op) {
+			return true
+		}
+	}
+	return false
 }
 
 // authorizeBrokered checks op on a task this agent brokers.

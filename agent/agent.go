@@ -60,6 +60,7 @@ type Agent struct {
 	fws       *frameworks
 	provider  *provider
 	broker    *broker
+	res       *resultsSide
 	metrics   *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
 	// (negotiations, event proposals) derives its contexts from it.
@@ -117,12 +118,13 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 
 func (a *Agent) meshConfig() (mesh.Config, error) {
 	mc := mesh.Config{
-		UserAgent:      UserAgent(a.deps.Version),
-		Listen:         a.cfg.Listen,
-		Bootstrap:      a.cfg.Bootstrap,
-		AdvertInterval: a.cfg.AdvertInterval,
-		DisableDHT:     a.cfg.DisableDHT,
-		NAT:            a.cfg.NAT.mesh(),
+		UserAgent:         UserAgent(a.deps.Version),
+		Listen:            a.cfg.Listen,
+		Bootstrap:         a.cfg.Bootstrap,
+		AdvertInterval:    a.cfg.AdvertInterval,
+		ReprovideInterval: a.cfg.ReprovideInterval,
+		DisableDHT:        a.cfg.DisableDHT,
+		NAT:               a.cfg.NAT.mesh(),
 	}
 	if a.cfg.SwarmKeyFile != "" {
 		key, err := os.ReadFile(a.cfg.SwarmKeyFile)
@@ -179,11 +181,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	a.node.SetAdvertSource(a.advert)
-	for _, name := range a.order {
-		if err := a.node.Provide(ctx, mesh.KeyDriverPrefix+name); err != nil {
-			a.log.Debug("provide capability", "key", name, "err", err)
-		}
-	}
+	a.provideCapabilities()
 	a.goLoop(func() { a.fingerprintLoop(runCtx) })
 	a.goLoop(func() { a.forkWatch(runCtx, 30*time.Second) })
 	a.goLoop(func() { a.diskWatch(runCtx) })

@@ -22,6 +22,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/peers", a.handlePeers)
 	mux.HandleFunc("GET /v1/resources", a.handleResources)
 	mux.HandleFunc("POST /v1/tasks/plan", a.handlePlan)
+	mux.HandleFunc("GET /v1/mesh/find", a.handleFind)
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.ledgerRoutes(mux)
 	a.taskRoutes(mux)
@@ -101,6 +102,10 @@ type Status struct {
 	Validator     mesh.ValidatorStats `json:"validator"`
 	NAT           mesh.NATStatus      `json:"nat"`
 	Ledger        any                 `json:"ledger,omitempty"`
+	// DHT is the routing table's size and the keys this agent provides.
+	DHT DHTStatus `json:"dht"`
+	// Results are the archives this agent keeps and what fetches met.
+	Results ResultsStatus `json:"results"`
 	// Refused counts what this agent refused from peers, by kind.
 	Refused map[string]uint64 `json:"refused"`
 	// LedgerFork is the last comparison of this replica's chain with the
@@ -123,6 +128,8 @@ func (a *Agent) Status() Status {
 		Ledger:        a.LedgerHealth(),
 		Refused:       a.Refusals(),
 		LedgerFork:    a.fork.Load(),
+		DHT:           a.dhtStatus(),
+		Results:       a.resultsStatus(),
 	}
 }
 

@@ -712,7 +712,7 @@ func (b *broker) ended(ev consensus.TaskEvent) {
 		if t.AgreementID != ev.AgreementID || finalState(t.State) {
 			return false
 		}
-		t.ExitCode, t.Usage, t.Settled = ev.ExitCode, ev.Usage, t.Settled+amount
+		t.ExitCode, t.Usage, t.Settled, t.Results = ev.ExitCode, ev.Usage, t.Settled+amount, ev.Results
 		now := time.Now().UTC()
 		switch {
 		case ev.Event == consensus.EventSucceeded:

@@ -27,6 +27,9 @@ type Config struct {
 	Zone           string            `yaml:"zone"`
 	Labels         map[string]string `yaml:"labels"`
 	AdvertInterval time.Duration     `yaml:"advert_interval"`
+	// ReprovideInterval is how often the agent provides its DHT keys
+	// again (default 12h; records live 48h).
+	ReprovideInterval time.Duration `yaml:"reprovide_interval"`
 	// Drivers maps a driver kind (local, sim, slurm, kubernetes, exec) to
 	// its settings; default: {local: {}}.
 	Drivers map[string]yaml.Node `yaml:"drivers"`
@@ -40,6 +43,8 @@ type Config struct {
 	// brokers (default 30s): a provider silent for lease × 1.5 has lost
 	// its attempt, and stops it itself after one lease without renewal.
 	Lease time.Duration `yaml:"lease"`
+	// Results bounds the task results this agent makes and keeps.
+	Results ResultsConfig `yaml:"results"`
 	// MinFreeMB is the free space the agent keeps on its data dir's file
 	// system: it refuses to start below it and stops cleanly when it falls
 	// below it (default 64).
@@ -177,6 +182,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ledger.MaxVoters < 0 || c.Ledger.MaxVoters%2 == 0 && c.Ledger.MaxVoters != 0 {
 		errs = append(errs, fmt.Errorf("ledger.max_voters %d: use an odd number (1, 3, 5)", c.Ledger.MaxVoters))
+	}
+	if err := c.Results.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.NAT.mesh().Validate(); err != nil {
 		errs = append(errs, err)

@@ -17,7 +17,17 @@
 //     Allow), an over-long id (400, not echoed), an unknown or malformed
 //     query parameter (400) (apicheck.go);
 //   - /pcm/task and /pcm/submit answer a malformed request with ok:false;
-//     only an unreadable frame resets the stream (streamreq.go).
+//     only an unreadable frame resets the stream (streamreq.go);
+//   - results (results*.go, package results): a task's outputs are
+//     collected by its provider's driver into one archive whose digest the
+//     final ledger event carries; an archive is sent over
+//     /pcm/results/1.0.0 only to a peer entitled to that task's results
+//     (or, as an input, to the provider of a task whose submitter is), a
+//     fetched archive is kept only once it hashes to the ledger's digest,
+//     and every kept archive is provided on the DHT (pcm:results:<digest>);
+//   - the DHT keys an agent provides (its drivers, the frameworks it
+//     adheres to, its GPU models, its results) are provided again every
+//     reprovide_interval (capabilities.go, mesh/provide.go).
 //
 // PlanTask (POST /v1/tasks/plan) is a submission's dry run: every known
 // provider sorted into fits now / fits once capacity frees / never, with

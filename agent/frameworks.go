@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pcm-mesh/pcm/consensus"
-	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/pcm-mesh/pcm/rules"
 )
 
@@ -169,9 +168,6 @@ func (a *Agent) PublishFramework(ctx context.Context, fw *rules.Framework) (stri
 		b, _ := json.Marshal(map[string]any{"v": 1, "kind": "framework_published", "id": id, "name": fw.Name, "version": fw.Version})
 		_ = t.Publish(ctx, b)
 	}
-	if err := a.node.Provide(ctx, mesh.KeyFrameworkPrefix+id); err != nil {
-		a.log.Debug("provide framework key", "err", err)
-	}
 	return id, nil
 }
 
@@ -187,14 +183,14 @@ func (a *Agent) adhereConfigured(ctx context.Context) error {
 			if _, err := a.PublishFramework(ctx, fw); err != nil {
 				return err
 			}
-			a.fws.adhere(fw.ID())
+			a.adhere(fw.ID())
 			continue
 		}
 		fw, err := a.fws.resolve(ref)
 		if err != nil {
 			return fmt.Errorf("frameworks: %q is neither a readable file nor a published framework: %w", ref, err)
 		}
-		a.fws.adhere(fw.ID())
+		a.adhere(fw.ID())
 	}
 	a.node.Republish()
 	return nil
@@ -232,7 +228,7 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Query().Get("adhere") == "1" {
-		a.fws.adhere(id)
+		a.adhere(id)
 		a.node.Republish()
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id, "name": fw.Name, "version": fw.Version})

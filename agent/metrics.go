@@ -56,6 +56,11 @@ func newMetrics(a *Agent) *metrics {
 			}
 			return float64(n)
 		}),
+		gauge("pcm_results_held_bytes", "Bytes of results archives this agent keeps.", func() float64 { return float64(a.resultsStatus().Bytes) }),
+		gauge("pcm_results_fetched_total", "Results archives fetched from other agents and verified.", func() float64 { return float64(a.ResultsStats().Fetched) }),
+		gauge("pcm_results_fetch_bytes_total", "Bytes received by results fetches.", func() float64 { return float64(a.ResultsStats().Bytes) }),
+		gauge("pcm_results_corrupt_total", "Results transfers dropped because their digest or size was wrong.", func() float64 { return float64(a.ResultsStats().Corrupt) }),
+		gauge("pcm_results_truncated_total", "Results transfers cut short (resumed from the next holder).", func() float64 { return float64(a.ResultsStats().Truncated) }),
 		gauge("pcm_ledger_index", "Last ledger index applied here.", func() float64 {
 			if a.ledger == nil {
 				return 0

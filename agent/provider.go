@@ -280,6 +280,9 @@ func (p *provider) consider(cfp CFP, now time.Time) (*hold, []string) {
 	if drv == "" {
 		return nil, []string{fmt.Sprintf("driver: no enabled driver runs %q tasks here", task.Driver)}
 	}
+	if !p.a.driverFiles(drv) && (task.Outputs != nil || len(task.Inputs) > 0) {
+		return nil, []string{fmt.Sprintf("driver: %s cannot stage inputs or collect outputs; local, exec and slurm can", drv)}
+	}
 	h := &hold{cfp: cfp, task: task, res: task.Resources, price: ev.Quote, driver: drv, expires: now.Add(holdTTL)}
 	p.holds[cfp.ID] = h
 	return h, nil
@@ -401,7 +404,10 @@ func (p *provider) run(at *attempt, task *rules.Task) {
 		p.a.republishIfMoved()
 	}()
 	spec := taskSpec(at.specID, task)
-	_, err := at.driver.Start(ctx, spec)
+	err := p.a.prepareFiles(ctx, at.ag, task, &spec)
+	if err == nil {
+		_, err = at.driver.Start(ctx, spec)
+	}
 	p.started(at.ag.ID)
 	if err != nil && p.a.runCtx.Err() != nil {
 		return // closing: recover decides at the next start
@@ -452,12 +458,21 @@ func (p *provider) finish(ctx context.Context, at *attempt) {
 		p.a.log.Warn("attempt ended after its lease; outcome not recorded", "agreement", at.ag.ID, "state", st.State)
 		return
 	}
-	p.event(at.ag, ev, st)
+	ref, err := p.a.collectResults(ctx, at, ev)
+	if err != nil {
+		ev, st.Message = consensus.EventFailed, "outputs: "+err.Error()
+	}
+	p.eventWith(at.ag, ev, st, ref)
 }
 
 // event proposes a task event signed by this provider, retrying until the
 // ledger takes it (ids are deterministic, so retries are idempotent).
 func (p *provider) event(ag consensus.Agreement, kind string, st drivers.Status) {
+	p.eventWith(ag, kind, st, nil)
+}
+
+// eventWith is event with the attempt's results archive.
+func (p *provider) eventWith(ag consensus.Agreement, kind string, st drivers.Status, res *consensus.ResultsRef) {
 	p.a.metrics.attempts.WithLabelValues(kind).Inc()
 	if p.a.cfg.Faults.DropFinalEvents && kind != consensus.EventStarted {
 		p.a.log.Warn("fault injection: dropping ledger write", "event", ag.ID+"/"+kind)
@@ -466,7 +481,7 @@ func (p *provider) event(ag consensus.Agreement, kind string, st drivers.Status)
 	te := consensus.TaskEvent{
 		V: consensus.PayloadVersion, ID: ag.ID + "/" + kind, TaskID: ag.TaskID, AgreementID: ag.ID,
 		Event: kind, Author: p.a.ID(), ExitCode: st.ExitCode, Message: truncate(st.Message, 512),
-		Usage: consensus.Usage{CPUSeconds: st.Usage.CPUSeconds, WallSeconds: st.Usage.WallSeconds}, Time: time.Now().UTC(),
+		Usage: consensus.Usage{CPUSeconds: st.Usage.CPUSeconds, WallSeconds: st.Usage.WallSeconds}, Results: res, Time: time.Now().UTC(),
 	}
 	e, err := consensus.NewEntry(consensus.TypeTaskEvent, te.ID, te, p.a.deps.Identity)
 	if err != nil {

@@ -16,6 +16,9 @@ func (a *Agent) startTasks(ctx context.Context) error {
 		return err
 	}
 	a.tasks = ts
+	if err := a.startResults(); err != nil {
+		return err
+	}
 	a.node.Handle(NegotiateProtocol, a.provider.handleNegotiate)
 	a.node.Handle(TaskProtocol, a.handleTaskStream)
 	a.node.Handle(SubmitProtocol, a.handleSubmitStream)
@@ -52,6 +55,7 @@ func (a *Agent) dispatch(r consensus.Record) {
 	}
 	a.provider.onRecord(r)
 	a.broker.onRecord(r)
+	a.onResultsRecord(r)
 }
 
 // followAsClient feeds dispatch while this agent is a ledger client (no

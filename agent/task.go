@@ -63,9 +63,12 @@ type Task struct {
 	ExitCode    int             `json:"exit_code,omitempty"`
 	Usage       consensus.Usage `json:"usage"`
 	Settled     int64           `json:"settled,omitempty"`
-	Rounds      []Round         `json:"rounds,omitempty"`
-	History     []Transition    `json:"history"`
-	NextRound   time.Time       `json:"next_round,omitzero"`
+	// Results names the archive of the attempt's outputs (from its final
+	// ledger event); fetch it with `pcm-agent tasks results`.
+	Results   *consensus.ResultsRef `json:"results,omitempty"`
+	Rounds    []Round               `json:"rounds,omitempty"`
+	History   []Transition          `json:"history"`
+	NextRound time.Time             `json:"next_round,omitzero"`
 }
 
 // Transition is one state change.

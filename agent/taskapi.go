@@ -305,6 +305,9 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, t)
 	})
+	mux.HandleFunc("GET /v1/tasks/{id}/results", a.handleResults)
+	mux.HandleFunc("POST /v1/results", a.handlePut)
+	mux.HandleFunc("GET /v1/results", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.HeldResults()) })
 	mux.HandleFunc("POST /v1/tasks/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.CancelTask(r.Context(), r.PathValue("id"), a.ID()); err != nil {
 			writeError(w, statusFor(err), err)

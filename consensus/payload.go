@@ -1,8 +1,10 @@
 package consensus
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -61,16 +63,38 @@ type Usage struct {
 // and failed are signed by the agreement's provider, lost by its broker,
 // cancelled by either.
 type TaskEvent struct {
-	V           int       `json:"v"`
-	ID          string    `json:"id"`
-	TaskID      string    `json:"task_id"`
-	AgreementID string    `json:"agreement_id"`
-	Event       string    `json:"event"`
-	Author      string    `json:"author"`
-	ExitCode    int       `json:"exit_code"`
-	Usage       Usage     `json:"usage"`
-	Message     string    `json:"message,omitempty"`
-	Time        time.Time `json:"time"`
+	V           int    `json:"v"`
+	ID          string `json:"id"`
+	TaskID      string `json:"task_id"`
+	AgreementID string `json:"agreement_id"`
+	Event       string `json:"event"`
+	Author      string `json:"author"`
+	ExitCode    int    `json:"exit_code"`
+	Usage       Usage  `json:"usage"`
+	Message     string `json:"message,omitempty"`
+	// Results names the archive of the attempt's outputs (succeeded and
+	// failed events of tasks that declared outputs).
+	Results *ResultsRef `json:"results,omitempty"`
+	Time    time.Time   `json:"time"`
+}
+
+// ResultsRef binds a results archive to a task event: its digest
+// ("sha256:" + 64 hex digits of the archive bytes) and size in bytes.
+type ResultsRef struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// check validates a results reference.
+func (r *ResultsRef) check() error {
+	if r == nil {
+		return nil
+	}
+	hexPart, ok := strings.CutPrefix(r.Digest, "sha256:")
+	if _, err := hex.DecodeString(hexPart); !ok || err != nil || len(hexPart) != 64 || strings.ToLower(hexPart) != hexPart {
+		return fmt.Errorf("results.digest %q is not sha256:<64 lower-case hex digits>", r.Digest)
+	}
+	return need(r.Size > 0, "results.size must be > 0 bytes")
 }
 
 // Settlement moves Amount micros from Payer (the agreement's broker) to Payee
@@ -142,6 +166,8 @@ func (p *TaskEvent) check() error {
 		need(p.AgreementID != "", "agreement_id is empty"),
 		need(p.Author != "", "author is empty"),
 		need(known[p.Event], fmt.Sprintf("event %q is unknown; known: started, succeeded, failed, cancelled, lost", p.Event)),
+		need(p.Results == nil || p.Event == EventSucceeded || p.Event == EventFailed, "results are carried only by succeeded and failed events"),
+		p.Results.check(),
 	)
 }
 

@@ -62,6 +62,10 @@ type Fingerprint struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 	// Kinds lists the task forms the driver runs: "command", "script", "image".
 	Kinds []string `json:"kinds"`
+	// Files: the driver stages inputs and collects outputs (it implements
+	// Collector and its back end can); without it, specs with inputs or
+	// outputs are refused.
+	Files bool `json:"files,omitempty"`
 }
 
 // TaskSpec is one task as a driver sees it.
@@ -77,6 +81,11 @@ type TaskSpec struct {
 	// Options are driver-specific settings (partition, account, qos,
 	// namespace); unknown keys are an ErrInvalidSpec.
 	Options map[string]string `json:"options,omitempty"`
+	// Inputs are archives unpacked into the work dir before the task
+	// starts, and Outputs the files kept for CollectOutputs after it
+	// ends; only drivers that implement Collector take either.
+	Inputs  []Input  `json:"inputs,omitempty"`
+	Outputs *Outputs `json:"outputs,omitempty"`
 }
 
 // State is a task's state inside a driver.

@@ -78,6 +78,9 @@ func ValidateSpec(spec TaskSpec, kinds []string, options ...string) error {
 			return bad("task %q: env name %q is invalid; names are non-empty without '=' or NUL", spec.ID, k)
 		}
 	}
+	if err := validateFiles(spec); err != nil {
+		return bad("task %q: %s", spec.ID, err)
+	}
 	for k := range spec.Options {
 		if !slices.Contains(options, k) {
 			known := "none"

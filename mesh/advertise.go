@@ -8,7 +8,6 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // SetAdvertSource sets the function that describes this provider; its
@@ -119,52 +118,6 @@ func (n *Node) expireLoop(ctx context.Context) {
 			n.validator.prune()
 		}
 	}
-}
-
-// Provide announces a capability key (e.g. "pcm:driver:local") on the DHT
-// and remembers it; it is a no-op without a DHT.
-func (n *Node) Provide(ctx context.Context, key string) error {
-	n.mu.Lock()
-	n.provided[key] = true
-	n.mu.Unlock()
-	if n.dht == nil {
-		return nil
-	}
-	c, err := KeyCID(key)
-	if err != nil {
-		return err
-	}
-	if err := n.dht.Provide(ctx, c, true); err != nil {
-		return fmt.Errorf("provide %s: %w", key, err)
-	}
-	return nil
-}
-
-// Provided lists the capability keys this node announced.
-func (n *Node) Provided() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.provided))
-	for k := range n.provided {
-		out = append(out, k)
-	}
-	return out
-}
-
-// FindProviders asks the DHT who provides key.
-func (n *Node) FindProviders(ctx context.Context, key string, count int) ([]peer.AddrInfo, error) {
-	if n.dht == nil {
-		return nil, nil
-	}
-	c, err := KeyCID(key)
-	if err != nil {
-		return nil, err
-	}
-	var out []peer.AddrInfo
-	for ai := range n.dht.FindProvidersAsync(ctx, c, count) {
-		out = append(out, ai)
-	}
-	return out, nil
 }
 
 // JoinTopic joins (once) a gossipsub topic, e.g. a framework topic.

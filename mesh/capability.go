@@ -12,6 +12,8 @@ const (
 	KeyDriverPrefix    = "pcm:driver:"
 	KeyFrameworkPrefix = "pcm:framework:"
 	KeyGPUPrefix       = "pcm:gpu:"
+	// KeyResultsPrefix + a results digest: agents holding that archive.
+	KeyResultsPrefix = "pcm:results:"
 )
 
 // KeyCID is a capability key's DHT id: the CIDv1 (raw codec) of the

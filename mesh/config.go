@@ -26,6 +26,11 @@ type Config struct {
 	// NAT configures reachability probes, relays and hole punching.
 	NAT NATConfig
 
+	// ReprovideInterval is how often every provided DHT key is provided
+	// again, well inside the records' lifetime (kad-dht keeps provider
+	// records 48 h); default 12 h.
+	ReprovideInterval time.Duration
+
 	// AdvertInterval is how often the local advert is republished.
 	AdvertInterval time.Duration
 	// AdvertTTL is how long peers keep an advert (default 3 intervals).
@@ -45,6 +50,8 @@ const (
 	DefaultPort           = 4001
 	DefaultAdvertInterval = 10 * time.Second
 	DefaultMaxClockSkew   = 2 * time.Minute
+	// DefaultReprovideInterval is a quarter of kad-dht's 48 h record life.
+	DefaultReprovideInterval = 12 * time.Hour
 )
 
 // DefaultConfig listens on all interfaces, port 4001, TCP and QUIC.
@@ -97,6 +104,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = d.MaxClockSkew
 	}
+	if c.ReprovideInterval == 0 {
+		c.ReprovideInterval = DefaultReprovideInterval
+	}
 	if c.ConnLow == 0 {
 		c.ConnLow = d.ConnLow
 	}
@@ -120,6 +130,9 @@ func (c Config) Validate() error {
 		if _, err := ma.NewMultiaddr(a); err != nil {
 			errs = append(errs, fmt.Errorf("listen[%d] %q is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001): %w", i, a, err))
 		}
+	}
+	if c.ReprovideInterval < 0 || c.ReprovideInterval > 0 && c.ReprovideInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("reprovide_interval %s: use at least 100ms, and well under the 48h life of DHT provider records (default 12h)", c.ReprovideInterval))
 	}
 	for i, a := range c.Bootstrap {
 		if _, err := ParseAddrInfo(a); err != nil {

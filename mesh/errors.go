@@ -12,4 +12,7 @@ var (
 	// ErrListen: a listen address could not be bound, typically because
 	// another process holds the port.
 	ErrListen = errors.New("cannot listen")
+	// ErrNoDHTPeers: a provide found no DHT peer to store the record on
+	// (a lone node); the reprovide loop tries again once there are peers.
+	ErrNoDHTPeers = errors.New("no DHT peers yet")
 )

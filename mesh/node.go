@@ -40,7 +40,7 @@ type Node struct {
 	mu       sync.Mutex
 	source   func() Advert
 	seq      uint64
-	provided map[string]bool
+	provided map[string]*ProvidedKey
 	topics   map[string]*pubsub.Topic
 
 	kick      chan struct{}
@@ -76,7 +76,7 @@ func New(id *Identity, cfg Config, log *slog.Logger, opts ...Option) (*Node, err
 	n := &Node{
 		cfg: cfg, id: id, log: log.With("component", "mesh"),
 		table:    NewTable(nil),
-		provided: map[string]bool{},
+		provided: map[string]*ProvidedKey{},
 		topics:   map[string]*pubsub.Topic{},
 		kick:     make(chan struct{}, 1),
 	}
@@ -132,6 +132,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.wg.Go(func() { n.advertLoop(runCtx) })
 	n.wg.Go(func() { n.expireLoop(runCtx) })
 	n.wg.Go(func() { n.bootstrapLoop(runCtx) })
+	n.wg.Go(func() { n.reprovideLoop(runCtx) })
 	n.log.Info("mesh started", "peer", n.id.ID(), "addrs", n.Addrs())
 	return nil
 }

@@ -108,6 +108,7 @@ func (f *Framework) Admit(t *Task, sub Submitter, now time.Time) error {
 	if t.Retries > f.SLA.MaxRetries {
 		e.add("retries", ErrOutOfRange, "retries %d is above the framework's max_retries %d", t.Retries, f.SLA.MaxRetries)
 	}
+	f.checkOutputCap(t, e)
 	t.checkDeadline(e, now)
 	if t.MaxPrice > 0 {
 		if lowest := f.lowestQuote(t); lowest > int64(t.MaxPrice) {

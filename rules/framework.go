@@ -33,6 +33,7 @@ type Framework struct {
 	Pricing      Pricing         `yaml:"pricing" json:"pricing"`
 	Settlement   Settlement      `yaml:"settlement" json:"settlement"`
 	SLA          SLA             `yaml:"sla" json:"sla"`
+	Results      ResultsPolicy   `yaml:"results" json:"results,omitzero"`
 
 	c *compiledFramework
 }

@@ -25,6 +25,8 @@ type Task struct {
 	Retries     int               `yaml:"retries" json:"retries,omitempty"`
 	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
 	Operations  []string          `yaml:"operations" json:"operations"`
+	Outputs     *TaskOutputs      `yaml:"outputs" json:"outputs,omitempty"`
+	Inputs      []TaskInput       `yaml:"inputs" json:"inputs,omitempty"`
 
 	c *compiledTask
 }
@@ -127,6 +129,7 @@ func (t *Task) validate(file string, pos map[string]int) error {
 			e.add(fmt.Sprintf("operations[%d]", i), ErrBadValue, "operation %q is unknown; known: %s", op, strings.Join(knownOperations, ", "))
 		}
 	}
+	t.checkFiles(e)
 	c := &compiledTask{file: file, pos: pos}
 	for i, src := range t.Constraints {
 		p := compileField(e, fmt.Sprintf("constraints[%d]", i), scopeProvider, src)

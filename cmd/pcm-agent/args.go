@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -9,7 +10,9 @@ import (
 // hoistGlobalFlags moves global flags written after the subcommand
 // (`pcm-agent ledger verify --data-dir X`) in front of it, where
 // urfave/cli looks for them. A flag the invoked command defines itself
-// (join's --api-token) stays where it is, and nothing after "--" moves.
+// (join's --api-token) stays with it, moved before the command's
+// arguments when written after them (`tasks results ID -o DIR`: urfave/cli
+// stops reading flags at the first argument), and nothing after "--" moves.
 func hoistGlobalFlags(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -18,6 +21,7 @@ func hoistGlobalFlags(app *cli.App, args []string) []string {
 	var cmdFlags []cli.Flag // flags of the command being parsed (nil: the app)
 	cmds := app.Commands
 	inCommand := false
+	posAt := -1 // where in rest the current command's first argument is
 	for i := 1; i < len(args); i++ {
 		arg := args[i]
 		if arg == "--" {
@@ -25,8 +29,10 @@ func hoistGlobalFlags(app *cli.App, args []string) []string {
 			break
 		}
 		if !strings.HasPrefix(arg, "-") || arg == "-" {
-			if cmd := findCommand(cmds, arg); cmd != nil {
+			if cmd := findCommand(cmds, arg); cmd != nil && posAt < 0 {
 				cmds, cmdFlags, inCommand = cmd.Subcommands, cmd.Flags, true
+			} else if inCommand && posAt < 0 {
+				posAt = len(rest)
 			}
 			rest = append(rest, arg)
 			continue
@@ -45,6 +51,9 @@ func hoistGlobalFlags(app *cli.App, args []string) []string {
 		}
 		if inCommand && own == nil && global != nil {
 			hoisted = append(hoisted, args[i:i+n]...)
+		} else if own != nil && posAt >= 0 {
+			rest = append(rest[:posAt], append(slices.Clone(args[i:i+n]), rest[posAt:]...)...)
+			posAt += n
 		} else {
 			rest = append(rest, args[i:i+n]...)
 		}

@@ -20,6 +20,8 @@ func commands() []*cli.Command {
 		statusCommand(),
 		peersCommand(),
 		resourcesCommand(),
+		meshCommand(),
+		resultsTopCommand(),
 		submitCommand(),
 		loadCommand(),
 		tasksCommand(),

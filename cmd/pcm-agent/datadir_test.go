@@ -153,6 +153,9 @@ func TestHoistGlobalFlags(t *testing.T) {
 		{"join --api-token T --listen 0", "join --api-token T --listen 0"},
 		{"--data-dir X id", "--data-dir X id"},
 		{"submit f.yaml -- --data-dir Y", "submit f.yaml -- --data-dir Y"},
+		{"tasks results ID -o DIR", "tasks results -o DIR ID"},
+		{"tasks results ID --tar F --data-dir X", "--data-dir X tasks results --tar F ID"},
+		{"submit f.yaml --wait", "submit --wait f.yaml"},
 	} {
 		got := strings.Join(hoistGlobalFlags(app, append([]string{"pcm-agent"}, strings.Fields(tc.in)...))[1:], " ")
 		if got != tc.want {

@@ -90,6 +90,15 @@ func statusCommand() *cli.Command {
 				for _, a := range st.Addrs {
 					fmt.Fprintf(w, "addr\t%s\n", a)
 				}
+				fmt.Fprintf(w, "dht routing table\t%d peers\n", st.DHT.RoutingTable)
+				for _, k := range st.DHT.Provided {
+					last := "never"
+					if !k.LastProvided.IsZero() {
+						last = k.LastProvided.Local().Format(time.RFC3339)
+					}
+					fmt.Fprintf(w, "dht provides\t%s\t%d times, last %s\t%s\n", k.Key, k.Provides, last, k.LastError)
+				}
+				fmt.Fprintf(w, "results held\t%d (%d MiB)\n", st.Results.Held, st.Results.Bytes>>20)
 			})
 		},
 	}

@@ -207,6 +207,7 @@ func tasksCommand() *cli.Command {
 					return nil
 				},
 			},
+			resultsCommand(),
 			{
 				Name: "explain", Usage: "why a task is (not) placed: every negotiation round", ArgsUsage: "ID",
 				Action: func(c *cli.Context) error {
@@ -231,6 +232,9 @@ func taskTable(w io.Writer, t *agent.Task) {
 	fmt.Fprintf(w, "attempt\t%d (retries left %d)\ndeadline\t%s\n", t.Attempt, t.RetriesLeft, t.Deadline.Local().Format(time.RFC3339))
 	if finalTaskState(t.State) {
 		fmt.Fprintf(w, "exit code\t%d\nusage\t%.2f cpu-s, %.2f s wall\nsettled\t%d micros\n", t.ExitCode, t.Usage.CPUSeconds, t.Usage.WallSeconds, t.Settled)
+	}
+	if t.Results != nil {
+		fmt.Fprintf(w, "results\t%s (%d bytes; pcm-agent tasks results %s)\n", t.Results.Digest, t.Results.Size, t.ID)
 	}
 	for _, h := range t.History {
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", h.Time.Local().Format("15:04:05.000"), h.State, h.Note)

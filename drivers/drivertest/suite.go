@@ -34,6 +34,7 @@ func Run(t *testing.T, h Harness) {
 		{"Timeout", testTimeout, !h.Caps.Timeout},
 		{"Recover", testRecover, !h.Caps.Recover},
 		{"Events", testEvents, false},
+		{"Files", testFiles, false},
 		{"Close", testClose, false},
 	}
 	for _, tc := range tests {

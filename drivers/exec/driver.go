@@ -67,6 +67,9 @@ type hello struct {
 	Protocol int      `json:"protocol"`
 	Name     string   `json:"name"`
 	Options  []string `json:"options"`
+	// Files: the plugin runs each task in the work_dir that start names,
+	// so pcm stages inputs there and collects outputs from it.
+	Files bool `json:"files,omitempty"`
 }
 
 type recovered struct {
@@ -199,6 +202,9 @@ func (d *Driver) ready(ctx context.Context) error {
 		return err
 	}
 	fp.Driver = Name
+	d.procMu.Lock()
+	fp.Files = d.hello.Files
+	d.procMu.Unlock()
 	if fp.Attributes == nil {
 		fp.Attributes = map[string]string{}
 	}
@@ -245,6 +251,14 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if err := drivers.ValidateSpec(spec, d.fp.Kinds, options...); err != nil {
 		return drivers.Status{}, fmt.Errorf("exec: %w", err)
 	}
+	d.procMu.Lock()
+	files := d.hello.Files
+	d.procMu.Unlock()
+	if !files {
+		if err := drivers.RefuseFiles(Name+" (plugin "+d.hello.Name+" does not declare files)", spec); err != nil {
+			return drivers.Status{}, fmt.Errorf("exec: %w", err)
+		}
+	}
 	d.mu.Lock()
 	if _, ok := d.tasks[spec.ID]; ok {
 		d.mu.Unlock()
@@ -259,8 +273,20 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	d.emit(spec.ID, t, drivers.StatePending)
 	d.mu.Unlock()
 
+	params := map[string]any{"spec": spec}
+	if files {
+		work, err := d.prepareWorkDir(spec)
+		if err != nil {
+			d.mu.Lock()
+			delete(d.tasks, spec.ID)
+			d.mu.Unlock()
+			d.capacity.Release(spec.ID)
+			return drivers.Status{}, err
+		}
+		params["work_dir"] = work
+	}
 	var st drivers.Status
-	if err := d.call(ctx, 0, "start", map[string]any{"spec": spec}, &st); err != nil {
+	if err := d.call(ctx, 0, "start", params, &st); err != nil {
 		d.mu.Lock()
 		delete(d.tasks, spec.ID)
 		d.mu.Unlock()

@@ -346,6 +346,9 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if err != nil {
 		return drivers.Status{}, err
 	}
+	if err := drivers.RefuseFiles(d.Name(), spec); err != nil {
+		return drivers.Status{}, fmt.Errorf("kubernetes: %w", err)
+	}
 	ns := d.cfg.Namespace
 	if v, ok := spec.Options["namespace"]; ok {
 		ns = v

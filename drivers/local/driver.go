@@ -41,6 +41,7 @@ const wrapper = `trap : TERM INT; f=$1; shift; "$@"; c=$?; echo $c >"$f.tmp" && 
 
 var _ drivers.Driver = (*Driver)(nil)
 var _ drivers.Observable = (*Driver)(nil)
+var _ drivers.Collector = (*Driver)(nil)
 
 // Driver runs tasks as local child processes.
 type Driver struct {
@@ -112,6 +113,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 		Free:       d.capacity.Free(),
 		Attributes: attrs,
 		Kinds:      []string{drivers.KindCommand, drivers.KindScript},
+		Files:      true,
 	}, nil
 }
 
@@ -171,6 +173,9 @@ func (d *Driver) launch(h *handle) (drivers.Status, error) {
 	}
 	work := filepath.Join(h.dir, workDir)
 	if err := os.Mkdir(work, 0o700); err != nil {
+		return fail(err)
+	}
+	if err := drivers.StageInputs(spec, work); err != nil {
 		return fail(err)
 	}
 	argv, err := d.argv(h)

@@ -83,6 +83,9 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	if err := drivers.ValidateSpec(spec, kinds, OptDuration, OptExitCode, OptOutput); err != nil {
 		return drivers.Status{}, fmt.Errorf("sim: %w", err)
 	}
+	if err := drivers.RefuseFiles(Name, spec); err != nil {
+		return drivers.Status{}, fmt.Errorf("sim: %w", err)
+	}
 	simDur, planned, output, err := d.plan(spec)
 	if err != nil {
 		return drivers.Status{}, err

@@ -237,6 +237,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 	return drivers.Fingerprint{
 		Driver: "slurm", Total: total, Free: free, Attributes: attrs,
 		Kinds: kinds,
+		Files: true,
 	}, nil
 }
 
@@ -375,6 +376,10 @@ func (d *Driver) Start(ctx context.Context, spec drivers.TaskSpec) (drivers.Stat
 	}
 	if err := d.store.create(spec.ID); err != nil {
 		return drivers.Status{}, err
+	}
+	if err := drivers.StageInputs(spec, d.store.workDir(spec.ID)); err != nil {
+		_ = d.store.remove(spec.ID)
+		return drivers.Status{}, fmt.Errorf("slurm: task %q: %w", spec.ID, err)
 	}
 	t, err := d.submit(ctx, rec)
 	if err != nil {

@@ -140,7 +140,7 @@ class Driver:
         for k in ("cpus", "memory_mb"):
             if k in cfg:
                 self.capacity[k] = cfg[k]
-        return {"protocol": PROTOCOL, "name": NAME, "options": []}
+        return {"protocol": PROTOCOL, "name": NAME, "options": [], "files": True}
 
     def fingerprint(self, p):
         total = {"cpus": self.capacity["cpus"], "memory_mb": self.capacity["memory_mb"]}
@@ -162,14 +162,15 @@ class Driver:
         if spec.get("script"):
             with open(argv[1], "w") as f:
                 f.write(spec["script"])
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.path.join(d, "work"), "PCM_TASK_ID": tid}
+        work = p.get("work_dir") or os.path.join(d, "work")  # files: pcm's work dir
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": work, "PCM_TASK_ID": tid}
         env.update(spec.get("env") or {})
         with open(os.path.join(d, "spec.json"), "w") as f:
             json.dump(spec, f)
         with open(os.path.join(d, "output.log"), "ab") as log:
             child = subprocess.Popen(
                 ["/bin/sh", "-c", WRAPPER, "pcm-task", os.path.join(d, "exitcode")] + argv,
-                cwd=os.path.join(d, "work"), env=env, stdin=subprocess.DEVNULL,
+                cwd=work, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         start = self.proc_start(child.pid)
         tmp = os.path.join(d, "pid.tmp")
