@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,7 +19,7 @@ type metrics struct {
 	placement  prometheus.Histogram
 	attempts   *prometheus.CounterVec
 	settlement prometheus.Counter
-	refusals   refusalCounts
+	refusals   consensus.Counts
 }
 
 func newMetrics(a *Agent) *metrics {

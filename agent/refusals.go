@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"maps"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,34 +9,14 @@ import (
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
-// refusalCounts counts the agent's own refusals (task operations) by kind.
-type refusalCounts struct {
-	mu sync.Mutex
-	m  map[string]uint64
-}
-
-func (r *refusalCounts) add(kind string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[string]uint64{}
-	}
-	r.m[kind]++
-}
-
-func (m *metrics) refused(kind string) { m.refusals.add(kind) }
+func (m *metrics) refused(kind string) { m.refusals.Add(kind) }
 
 // Refusals counts everything this agent refused from peers, by kind:
 // task operations (task_cancel, task_logs, task_query), ledger requests
 // and entries (join, propose, apply, raft_stranger_inbound/outbound) and
 // adverts (advert_<reason>).
 func (a *Agent) Refusals() map[string]uint64 {
-	a.metrics.refusals.mu.Lock()
-	out := maps.Clone(a.metrics.refusals.m)
-	a.metrics.refusals.mu.Unlock()
-	if out == nil {
-		out = map[string]uint64{}
-	}
+	out := a.metrics.refusals.Snapshot()
 	if a.ledger != nil {
 		for k, v := range a.ledger.Refusals() {
 			out["ledger_"+k] += v

@@ -57,7 +57,7 @@ type fsm struct {
 	logger   *slog.Logger
 	// checkPayload checks payload content beyond the schema (Config.CheckPayload).
 	checkPayload func(typ string, payload []byte) error
-	refused      refusals
+	refused      Counts
 	notify       func([]Record) // called after each commit, in order, on the FSM goroutine
 	agrCache     sync.Map       // agreement id → *Agreement; agreements never change once applied
 

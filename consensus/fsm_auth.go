@@ -55,7 +55,7 @@ func readConfig(txn *badger.Txn) (storedConfig, bool, error) {
 // recordRefused writes a refused entry under its raft index, so every
 // replica keeps the same record of what it refused and why.
 func (f *fsm) recordRefused(w *writer, raftIndex uint64, pos int, e *Entry, cause error) {
-	f.refused.add(RefusedApply)
+	f.refused.Add(RefusedApply)
 	r := RefusedRecord{RaftIndex: raftIndex, Position: pos, Type: e.Type, ID: e.ID, Code: errorCode(cause), Reason: cause.Error()}
 	for _, s := range e.Signatures {
 		r.Signers = append(r.Signers, s.Signer)

@@ -54,7 +54,7 @@ type Ledger struct {
 	nextID int
 
 	addedAt sync.Map // node → time the leader added it as a replica (open admission)
-	refused refusals
+	refused Counts
 
 	viaMu      sync.Mutex
 	via        []string // replicas a client-role node talks through

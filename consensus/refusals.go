@@ -19,13 +19,15 @@ const (
 // event not by the party its kind needs).
 var ErrUnauthorized = errors.New("consensus: author not entitled to this entry")
 
-// refusals counts refusals by kind.
-type refusals struct {
+// Counts counts events by kind (refusals here and in the agent); the zero
+// value is ready to use and safe for concurrent use.
+type Counts struct {
 	mu sync.Mutex
 	m  map[string]uint64
 }
 
-func (r *refusals) add(kind string) {
+// Add counts one event of kind.
+func (r *Counts) Add(kind string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -34,7 +36,8 @@ func (r *refusals) add(kind string) {
 	r.m[kind]++
 }
 
-func (r *refusals) snapshot() map[string]uint64 {
+// Snapshot returns a copy of the counts.
+func (r *Counts) Snapshot() map[string]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make(map[string]uint64, len(r.m))
@@ -44,14 +47,14 @@ func (r *refusals) snapshot() map[string]uint64 {
 	return out
 }
 
-func (l *Ledger) countRefusal(kind string) { l.refused.add(kind) }
+func (l *Ledger) countRefusal(kind string) { l.refused.Add(kind) }
 
 // Refusals returns how many requests and entries this node refused, by
 // kind (Refused* constants); raft streams refused by the transport gate
 // are included.
 func (l *Ledger) Refusals() map[string]uint64 {
-	out := l.refused.snapshot()
-	for k, v := range l.fsm.refused.snapshot() {
+	out := l.refused.Snapshot()
+	for k, v := range l.fsm.refused.Snapshot() {
 		out[k] += v
 	}
 	in, outb := l.RaftRefused()
