@@ -3,14 +3,20 @@ package agent
 import (
 	"testing"
 	"time"
+
+	"github.com/pcm-mesh/pcm/consensus"
 )
 
 func TestTaskStoreRoundTrip(t *testing.T) {
-	s, err := openTaskStore(t.TempDir())
+	db, err := consensus.OpenDB(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
+	defer db.Close()
+	s, err := newTaskStore(db, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	for i := range 50 {
 		tk := &Task{ID: newTaskID(), Name: "x", Attempt: i}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -161,31 +162,37 @@ func (t *Task) setState(s, note string, now time.Time) {
 
 const maxHistory = 60
 
-// taskStore keeps broker task records in Badger. Writes that acknowledge
-// something (a submission, a placement, an outcome) are synced to disk
-// before they return; intermediate states (negotiating, round details) are
-// written without a sync, since a restarted broker re-derives them.
+// taskStore keeps broker task records under "task/" in the agent's one
+// Badger database (consensus.OpenDB), beside the ledger's state and raft
+// log. Every commit of that database is synced, so a write returns once it
+// is on disk; put's durable flag says which writes acknowledge something
+// (a submission, a placement, an outcome) and must be, while intermediate
+// states (negotiating, round details) are re-derived by a restarted broker.
 type taskStore struct {
 	db *badger.DB
 }
 
 var taskPrefix = []byte("task/")
 
-func openTaskStore(dir string) (*taskStore, error) {
-	// Small memtables and caches: task records are few and small, and a
-	// test mesh runs a hundred agents in one process.
-	opts := badger.DefaultOptions(dir).WithSyncWrites(false).WithLogger(nil).
-		WithMemTableSize(4 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(4 << 20).WithIndexCacheSize(2 << 20).WithNumCompactors(2).
-		WithValueThreshold(1 << 10)
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open task store %s: %w", dir, err)
+// newTaskStore keeps task records in db, first moving the records of a
+// task store of the earlier layout (its own Badger database in oldDir)
+// into it. The database's owner closes db.
+func newTaskStore(db *badger.DB, oldDir string, log *slog.Logger) (*taskStore, error) {
+	if oldDir != "" {
+		n, err := consensus.MoveInto(db, oldDir, map[string]string{string(taskPrefix): string(taskPrefix)})
+		if err != nil {
+			return nil, fmt.Errorf("move the task store %s into the agent's database (data dir layout before one database per agent): %w; "+
+				"to start without the tasks this agent brokered, stop it and move %s aside", oldDir, err, oldDir)
+		}
+		if n >= 0 {
+			log.Info("moved the task store into the agent's one database", "from", oldDir, "tasks", n)
+		}
 	}
 	return &taskStore{db: db}, nil
 }
 
 func (s *taskStore) put(t *Task, durable bool) error {
+	_ = durable // every commit is synced (see taskStore)
 	b, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", t.ID, err)
@@ -195,11 +202,6 @@ func (s *taskStore) put(t *Task, durable bool) error {
 	})
 	if err != nil {
 		return fmt.Errorf("write task %s: %w", t.ID, err)
-	}
-	if durable {
-		if err := s.db.Sync(); err != nil {
-			return fmt.Errorf("sync task %s: %w", t.ID, err)
-		}
 	}
 	return nil
 }
@@ -241,4 +243,6 @@ func (s *taskStore) all() ([]*Task, error) {
 	return out, err
 }
 
-func (s *taskStore) close() error { return s.db.Close() }
+// close leaves the database to its owner (the agent closes it after the
+// ledger and every loop that writes tasks).
+func (s *taskStore) close() error { return nil }

@@ -12,17 +12,19 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Key prefixes of the raft store.
+// Key prefixes of the raft store in the agent's one database (apart from
+// the FSM's keys and the agent's own).
 var (
-	prefixLog    = []byte("l/")
-	prefixStable = []byte("s/")
+	prefixLog    = []byte("raft/l/")
+	prefixStable = []byte("raft/s/")
 )
 
-// Store is raft's LogStore and StableStore on one Badger database with
+// Store is raft's LogStore and StableStore on a Badger database with
 // synchronous writes: a log entry or term that raft was told is stored
 // survives a crash.
 type Store struct {
-	db *badger.DB
+	db    *badger.DB
+	owned bool // Close closes db
 
 	mu          sync.Mutex // guards first and last
 	first, last uint64
@@ -35,37 +37,30 @@ var (
 	_ raft.StableStore = (*Store)(nil)
 )
 
-// OpenStore opens (or creates) a raft store in dir.
+// OpenStore opens (or creates) a raft store in its own database in dir;
+// Close closes that database.
 func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	db, err := openBadger(dir, true, logger)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db}
-	if err := s.loadBounds(); err != nil {
+	s, err := NewStore(db)
+	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
+	s.owned = true
 	return s, nil
 }
 
-// openBadger opens a Badger database sized for a small ledger replica.
-func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) {
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(sync).
-		WithLogger(badgerLogger{logger}).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(16 << 20).
-		WithIndexCacheSize(8 << 20).
-		WithNumCompactors(2).
-		WithValueThreshold(1 << 10)
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open badger database in %s (is another agent using this data dir?): %w", dir, err)
+// NewStore is a raft store in db (opened with synchronous writes, as
+// OpenDB does) under the "raft/" prefix; Close leaves db open.
+func NewStore(db *badger.DB) (*Store, error) {
+	s := &Store{db: db}
+	if err := s.loadBounds(); err != nil {
+		return nil, err
 	}
-	return db, nil
+	return s, nil
 }
 
 func logKey(index uint64) []byte {
@@ -234,9 +229,13 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// Close closes the database; it is idempotent.
+// Close closes the database if the store opened it; it is idempotent.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	s.closeOnce.Do(func() {
+		if s.owned {
+			s.closeErr = s.db.Close()
+		}
+	})
 	return s.closeErr
 }
 
