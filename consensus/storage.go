@@ -48,10 +48,12 @@ func OpenDB(dir string, logger *slog.Logger) (*badger.DB, error) {
 // server's working set; here they were nine tenths of an idle agent's heap
 // and gigabytes for a hundred agents in one test process.
 //
-//   - 2 MiB memtables (a 2.6 MiB arena each, one live and at most one
-//     waiting to flush): a transaction holds at most 15 % of it (300 KiB of
-//     keys and small values; values over 1 KiB go to the value log and
-//     count 12 bytes), and the stores split larger batches themselves.
+//   - 1 MiB memtables (a 1.3 MiB arena each, one live and at most one
+//     waiting to flush): a transaction holds at most 15 % of it (150 KiB,
+//     about 1,600 keys; values over 1 KiB, such as raft logs and ledger
+//     records, go to the value log and count 12 bytes), and the stores
+//     split larger batches themselves. The arena was still 43 % of the
+//     heap of 100 agents in one process at 2 MiB.
 //   - No block cache and no compression: tables are memory-mapped, reads
 //     are point lookups and short scans of recent keys, and ristretto's
 //     caches cost a megabyte each before they hold anything.
@@ -62,7 +64,7 @@ func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) 
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(sync).
 		WithLogger(badgerLogger{logger}).
-		WithMemTableSize(2 << 20).
+		WithMemTableSize(1 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(16 << 20).
 		WithBlockCacheSize(0).
