@@ -3,14 +3,10 @@ package agent
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"github.com/pcm-mesh/pcm/consensus"
 )
@@ -161,88 +157,3 @@ func (t *Task) setState(s, note string, now time.Time) {
 }
 
 const maxHistory = 60
-
-// taskStore keeps broker task records under "task/" in the agent's one
-// Badger database (consensus.OpenDB), beside the ledger's state and raft
-// log. Every commit of that database is synced, so a write returns once it
-// is on disk; put's durable flag says which writes acknowledge something
-// (a submission, a placement, an outcome) and must be, while intermediate
-// states (negotiating, round details) are re-derived by a restarted broker.
-type taskStore struct {
-	db *badger.DB
-}
-
-var taskPrefix = []byte("task/")
-
-// newTaskStore keeps task records in db, first moving the records of a
-// task store of the earlier layout (its own Badger database in oldDir)
-// into it. The database's owner closes db.
-func newTaskStore(db *badger.DB, oldDir string, log *slog.Logger) (*taskStore, error) {
-	if oldDir != "" {
-		n, err := consensus.MoveInto(db, oldDir, map[string]string{string(taskPrefix): string(taskPrefix)})
-		if err != nil {
-			return nil, fmt.Errorf("move the task store %s into the agent's database (data dir layout before one database per agent): %w; "+
-				"to start without the tasks this agent brokered, stop it and move %s aside", oldDir, err, oldDir)
-		}
-		if n >= 0 {
-			log.Info("moved the task store into the agent's one database", "from", oldDir, "tasks", n)
-		}
-	}
-	return &taskStore{db: db}, nil
-}
-
-func (s *taskStore) put(t *Task, durable bool) error {
-	_ = durable // every commit is synced (see taskStore)
-	b, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encode task %s: %w", t.ID, err)
-	}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(append(append([]byte{}, taskPrefix...), t.ID...), b)
-	})
-	if err != nil {
-		return fmt.Errorf("write task %s: %w", t.ID, err)
-	}
-	return nil
-}
-
-func (s *taskStore) get(id string) (*Task, error) {
-	var t Task
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(append(append([]byte{}, taskPrefix...), id...))
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error { return json.Unmarshal(v, &t) })
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s", errTaskNotFound, id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read task %s: %w", id, err)
-	}
-	return &t, nil
-}
-
-func (s *taskStore) all() ([]*Task, error) {
-	var out []*Task
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = taskPrefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var t Task
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
-				return err
-			}
-			out = append(out, &t)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// close leaves the database to its owner (the agent closes it after the
-// ledger and every loop that writes tasks).
-func (s *taskStore) close() error { return nil }
