@@ -50,7 +50,7 @@ type Agent struct {
 
 	ledger       *consensus.Ledger
 	ledgerLn     net.Listener
-	db           *badger.DB // the agent's one database (consensus.OpenDB): ledger, raft log, tasks
+	db           *badger.DB // the agent's state database (consensus.OpenDB): ledger state and tasks
 	ledgerJoined atomic.Bool
 	fork         atomic.Pointer[consensus.ForkReport] // last CheckPeers report
 	// leaderlessSince is when this replica last lost sight of a leader.

@@ -55,8 +55,8 @@ func (a *Agent) openLedger() error {
 	cfg.CheckPayload = checkLedgerPayload
 	cfg.Signer = a.deps.Identity
 	cfg.Logger = log
-	// One Badger database per agent: the ledger's state, its raft log
-	// and the broker's task records (startTasks).
+	// One state database per agent: the ledger's state and the broker's
+	// task records (startTasks); raft's log keeps its own (synced).
 	db, err := consensus.OpenDB(cfg.Dir, log)
 	if err != nil {
 		layer.Close()

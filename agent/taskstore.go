@@ -13,14 +13,13 @@ import (
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
-// taskStore keeps broker task records under "task/" in the agent's one
-// Badger database (consensus.OpenDB), beside the ledger's state and raft
-// log. That database syncs every commit (raft's log needs it), so a
-// durable put (a submission, a placement, an outcome: what acknowledges
-// something) returns once it is on disk. Intermediate states (negotiating
-// and back, round details), which a restarted broker re-derives, are kept
-// in memory and written together every pendingFlush, or with the next
-// durable put: one fsync for many, where each used to be a commit of its
+// taskStore keeps broker task records under "task/" in the agent's state
+// database (consensus.OpenDB), beside the ledger's state. A durable put (a
+// submission, a placement, an outcome: what acknowledges something) is
+// synced before it returns. Intermediate states (negotiating and back,
+// round details), which a restarted broker re-derives, are kept in memory
+// and written together every pendingFlush, or with the next durable put,
+// unsynced: one write for many, where each used to be a commit of its
 // own. Reads see the pending records.
 type taskStore struct {
 	db *badger.DB
@@ -51,11 +50,11 @@ func newTaskStore(db *badger.DB, oldDir string, log *slog.Logger) (*taskStore, e
 	if oldDir != "" {
 		n, err := consensus.MoveInto(db, oldDir, map[string]string{string(taskPrefix): string(taskPrefix)})
 		if err != nil {
-			return nil, fmt.Errorf("move the task store %s into the agent's database (data dir layout before one database per agent): %w; "+
-				"to start without the tasks this agent brokered, stop it and move %s aside", oldDir, err, oldDir)
+			return nil, fmt.Errorf("move the task store %s into the agent's state database %s (data dir layout before the task store joined it): %w; "+
+				"to start without the tasks this agent brokered, stop it and move %s aside", oldDir, db.Opts().Dir, err, oldDir)
 		}
 		if n >= 0 {
-			log.Info("moved the task store into the agent's one database", "from", oldDir, "tasks", n)
+			log.Info("moved the task store into the agent's state database", "from", oldDir, "tasks", n)
 		}
 	}
 	s := &taskStore{db: db, pending: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{}), log: log}
@@ -78,6 +77,9 @@ func (s *taskStore) put(t *Task, durable bool) error {
 	}
 	if err := s.write(t.ID, b); err != nil {
 		return fmt.Errorf("write task %s: %w", t.ID, err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("sync task %s: %w", t.ID, err)
 	}
 	return nil
 }

@@ -2,13 +2,12 @@
 // hash-chained log of signed entries (frameworks, agreements, task events,
 // settlements, membership notes) that every replica can verify.
 //
-// Layout on disk (Config.Dir, normally <data-dir>/ledger): fsm/ is the
-// agent's one Badger database (synchronous writes; OpenDB): the applied
-// state under the FSM's prefixes, the raft log and stable store under
-// "raft/", and the caller's keys under its own prefix (the agent's task
-// records, "task/"); snapshots/ holds raft's file snapshots of the FSM's
-// keys. Data dirs of the earlier layout (a raft/ database of its own) are
-// moved into fsm/ when they are opened.
+// Layout on disk (Config.Dir, normally <data-dir>/ledger): raft/ holds the
+// raft log and stable store (Badger, synchronous writes), fsm/ is the
+// agent's state database (Badger; OpenDB): the applied state under the
+// FSM's prefixes and the caller's keys under its own prefix (the agent's
+// task records, "task/"); snapshots/ holds raft's file snapshots of the
+// FSM's keys.
 //
 // Invariants:
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -30,7 +31,7 @@ type Ledger struct {
 	logger *slog.Logger
 
 	store *Store
-	fsmDB *badger.DB // the agent's one database (OpenDB): FSM, raft store, the agent's keys
+	fsmDB *badger.DB // the agent's state database (OpenDB): the FSM's keys and the agent's
 	ownDB bool       // Open opened fsmDB, so Close closes it
 	fsm   *fsm
 	snaps raft.SnapshotStore
@@ -75,24 +76,27 @@ func Open(cfg Config) (*Ledger, error) {
 		}
 		ownDB = true
 	}
-	closeDB := func() {
+	store, err := OpenStore(filepath.Join(cfg.Dir, "raft"), logger.With("db", "raft"))
+	if err != nil {
+		if ownDB {
+			_ = db.Close()
+		}
+		return nil, err
+	}
+	closeDBs := func() {
+		_ = store.Close()
 		if ownDB {
 			_ = db.Close()
 		}
 	}
-	store, err := NewStore(db)
-	if err != nil {
-		closeDB()
-		return nil, err
-	}
 	f, err := newFSM(db, cfg.Verifier, logger)
 	if err != nil {
-		closeDB()
+		closeDBs()
 		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, newHCLogger(logger.With("component", "snapshots")))
 	if err != nil {
-		closeDB()
+		closeDBs()
 		return nil, fmt.Errorf("open ledger snapshots in %s: %w", cfg.Dir, err)
 	}
 	l := &Ledger{

@@ -11,18 +11,17 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 )
 
-// StoreDir is the one Badger database of an agent, under Config.Dir. It
-// holds the applied ledger state (the FSM's keys), raft's log and stable
-// store (under "raft/") and whatever the caller keeps beside them under
-// its own prefix (the agent's task records, "task/"). It is named fsm/
-// because it held the FSM alone before: data dirs written then keep their
-// state in place, and their separate raft/ store is moved into it.
+// StoreDir is the agent's state database under Config.Dir: the applied
+// ledger state (the FSM's keys) and whatever the caller keeps beside it
+// under its own prefix (the agent's task records, "task/"). Raft's log
+// and stable store keep a database of their own, raft/, with synchronous
+// writes; this one is written without (the FSM is rebuilt from raft's
+// snapshot and log after a crash, and the caller syncs what must be
+// durable with DB.Sync), so its readers never wait for an fsync.
 const StoreDir = "fsm"
 
-// OpenDB opens (or creates) the agent's one Badger database in
-// dir/StoreDir with synchronous writes, moving a raft/ store of the
-// earlier layout into it first. The caller closes it, after the Ledger
-// and everything else that uses it.
+// OpenDB opens (or creates) the agent's state database in dir/StoreDir.
+// The caller closes it, after the Ledger and everything else that uses it.
 func OpenDB(dir string, logger *slog.Logger) (*badger.DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -31,19 +30,12 @@ func OpenDB(dir string, logger *slog.Logger) (*badger.DB, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("create ledger dir: %w", err)
 	}
-	db, err := openBadger(path, true, logger.With("db", "store"))
-	if err != nil {
-		return nil, err
-	}
-	if err := migrateRaftStore(db, dir, logger); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	return db, nil
+	return openBadger(path, false, logger.With("db", "state"))
 }
 
-// openBadger opens a Badger database sized for one agent's work: a few
-// thousand small keys, written in small transactions, read by key. Badger's
+// openBadger opens a Badger database sized for one agent's work (the raft
+// store and the state database, each): a few thousand small keys, written
+// in small transactions, read by key. Badger's
 // defaults (64 MiB memtables, a 256 MiB block cache) are sized for a
 // server's working set; here they were nine tenths of an idle agent's heap
 // and gigabytes for a hundred agents in one test process.
@@ -77,29 +69,6 @@ func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) 
 		return nil, fmt.Errorf("open badger database in %s (is another agent using this data dir?): %w", dir, err)
 	}
 	return db, nil
-}
-
-// Key prefixes of the raft store before it moved into the agent's one
-// database (data dirs written before keep them in dir/raft).
-var (
-	legacyPrefixLog    = []byte("l/")
-	legacyPrefixStable = []byte("s/")
-)
-
-// migrateRaftStore moves the raft log and stable store of the earlier
-// layout (dir/raft, its own Badger database) into db under the current
-// prefixes. Nothing of raft's own state changes.
-func migrateRaftStore(db *badger.DB, dir string, logger *slog.Logger) error {
-	old := filepath.Join(dir, "raft")
-	n, err := MoveInto(db, old, map[string]string{string(legacyPrefixLog): string(prefixLog), string(legacyPrefixStable): string(prefixStable)})
-	if err != nil {
-		return fmt.Errorf("move the raft store %s into %s (data dir layout before one database per agent): %w; "+
-			"to start over, stop the agent and move %s aside: the node then re-joins and copies the ledger from a replica", old, filepath.Join(dir, StoreDir), err, dir)
-	}
-	if n >= 0 {
-		logger.Info("moved the raft store into the agent's one database", "from", old, "keys", n)
-	}
-	return nil
 }
 
 // MoveInto moves a Badger database of the earlier layout, in oldDir, into

@@ -1,33 +1,25 @@
 package consensus
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/hashicorp/raft"
 )
 
-// TestOpenDBMovesTheOldRaftStore: a data dir of the layout before one
-// database per agent (raft/ a database of its own, keys l/ and s/) opens,
-// its logs and stable keys read back from the one database, and raft/ is
-// gone.
-func TestOpenDBMovesTheOldRaftStore(t *testing.T) {
+// TestMoveInto: a database of the layout before (its own directory) is
+// moved into the state database under the renamed prefix, keys under no
+// listed prefix are dropped, the old directory is gone, and moving again
+// finds nothing (-1).
+func TestMoveInto(t *testing.T) {
 	dir := t.TempDir()
-	old, err := openBadger(filepath.Join(dir, "raft"), true, slog.New(slog.DiscardHandler))
+	old, err := OpenDB(filepath.Join(dir, "old"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = old.Update(func(txn *badger.Txn) error {
-		for i := uint64(5); i <= 9; i++ {
-			k := append([]byte("l/"), be64(i)...)
-			if err := txn.Set(k, encodeLog(&raft.Log{Index: i, Term: 2, Data: []byte{byte(i)}})); err != nil {
-				return err
-			}
-		}
-		return txn.Set([]byte("s/CurrentTerm"), be64(2))
+		return firstErr(txn.Set([]byte("task/a"), []byte("1")), txn.Set([]byte("task/b"), []byte("2")), txn.Set([]byte("other"), []byte("3")))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -40,25 +32,35 @@ func TestOpenDBMovesTheOldRaftStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s, err := NewStore(db)
+	oldDir := filepath.Join(dir, "old", StoreDir)
+	n, err := MoveInto(db, oldDir, map[string]string{"task/": "t2/"})
+	if err != nil || n != 2 {
+		t.Fatalf("MoveInto = %d, %v; want 2 keys", n, err)
+	}
+	err = db.View(func(txn *badger.Txn) error {
+		for k, want := range map[string]string{"t2/a": "1", "t2/b": "2"} {
+			item, err := txn.Get([]byte(k))
+			if err != nil {
+				return err
+			}
+			if v, _ := item.ValueCopy(nil); string(v) != want {
+				t.Errorf("%s = %q, want %q", k, v, want)
+			}
+		}
+		if _, err := txn.Get([]byte("other")); err == nil {
+			t.Error("a key under no listed prefix was moved")
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := s.FirstIndex()
-	last, _ := s.LastIndex()
-	if first != 5 || last != 9 {
-		t.Fatalf("bounds %d..%d, want 5..9", first, last)
-	}
-	var l raft.Log
-	if err := s.GetLog(7, &l); err != nil || l.Term != 2 || l.Data[0] != 7 {
-		t.Fatalf("log 7 = %+v, %v", l, err)
-	}
-	if term, err := s.GetUint64([]byte("CurrentTerm")); err != nil || term != 2 {
-		t.Fatalf("CurrentTerm = %d, %v", term, err)
-	}
-	for _, gone := range []string{"raft", "raft.moved"} {
-		if _, err := os.Stat(filepath.Join(dir, gone)); !os.IsNotExist(err) {
+	for _, gone := range []string{oldDir, oldDir + ".moved"} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Fatalf("%s still exists (%v)", gone, err)
 		}
+	}
+	if n, err := MoveInto(db, oldDir, map[string]string{"task/": "t2/"}); n != -1 || err != nil {
+		t.Fatalf("MoveInto again = %d, %v; want -1, nil", n, err)
 	}
 }

@@ -12,19 +12,17 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Key prefixes of the raft store in the agent's one database (apart from
-// the FSM's keys and the agent's own).
+// Key prefixes of the raft store.
 var (
-	prefixLog    = []byte("raft/l/")
-	prefixStable = []byte("raft/s/")
+	prefixLog    = []byte("l/")
+	prefixStable = []byte("s/")
 )
 
-// Store is raft's LogStore and StableStore on a Badger database with
+// Store is raft's LogStore and StableStore on one Badger database with
 // synchronous writes: a log entry or term that raft was told is stored
 // survives a crash.
 type Store struct {
-	db    *badger.DB
-	owned bool // Close closes db
+	db *badger.DB
 
 	mu          sync.Mutex // guards first and last
 	first, last uint64
@@ -37,27 +35,15 @@ var (
 	_ raft.StableStore = (*Store)(nil)
 )
 
-// OpenStore opens (or creates) a raft store in its own database in dir;
-// Close closes that database.
+// OpenStore opens (or creates) a raft store in dir.
 func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	db, err := openBadger(dir, true, logger)
 	if err != nil {
 		return nil, err
 	}
-	s, err := NewStore(db)
-	if err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	s.owned = true
-	return s, nil
-}
-
-// NewStore is a raft store in db (opened with synchronous writes, as
-// OpenDB does) under the "raft/" prefix; Close leaves db open.
-func NewStore(db *badger.DB) (*Store, error) {
 	s := &Store{db: db}
 	if err := s.loadBounds(); err != nil {
+		_ = db.Close()
 		return nil, err
 	}
 	return s, nil
@@ -229,13 +215,9 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// Close closes the database if the store opened it; it is idempotent.
+// Close closes the database; it is idempotent.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		if s.owned {
-			s.closeErr = s.db.Close()
-		}
-	})
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
 	return s.closeErr
 }
 

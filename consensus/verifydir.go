@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -65,17 +64,11 @@ func closeBounded(db *badger.DB, path string) error {
 	return err
 }
 
-// verifyRaftStore reads every raft log in dir's store (or in dir/raft, a
-// store of the layout before one database per agent, until an agent moves
-// it) and checks that each decodes and that indexes are contiguous; it
-// names the first bad index.
+// verifyRaftStore reads every raft log in dir/raft and checks that each
+// decodes and that indexes are contiguous; it names the first bad index.
 func verifyRaftStore(dir string) error {
-	sub, prefixLog := StoreDir, prefixLog
-	if _, err := os.Stat(filepath.Join(dir, "raft")); err == nil {
-		sub, prefixLog = "raft", legacyPrefixLog
-	}
-	path := filepath.Join(dir, sub)
-	db, err := openReadOnlyBounded(dir, sub)
+	path := filepath.Join(dir, "raft")
+	db, err := openReadOnlyBounded(dir, "raft")
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // TestVerifyDirOnCorruptFiles: copies of a stopped ledger with bytes
-// flipped in each kind of Badger file (the one database: tables, manifest)
+// flipped in each kind of Badger file (FSM and raft: tables, manifest)
 // make offline verify end within 30 s with an error or a failed report,
 // never a hang or a pass.
 func TestVerifyDirOnCorruptFiles(t *testing.T) {
@@ -37,7 +37,7 @@ func TestVerifyDirOnCorruptFiles(t *testing.T) {
 			}
 		}
 	}
-	if len(files) < 2 {
+	if len(files) < 3 {
 		t.Fatalf("expected table and manifest files, found %v", files)
 	}
 	for _, f := range files {
