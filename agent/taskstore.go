@@ -99,6 +99,18 @@ func (s *taskStore) write(id string, b []byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	// A ledger snapshot being restored into the database (the FSM's
+	// keys are dropped first) blocks its writes for a moment: wait it out.
+	var err error
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		if err = s.writeBatch(batch); !errors.Is(err, badger.ErrBlockedWrites) || wait > 5*time.Second {
+			return err
+		}
+		time.Sleep(wait)
+	}
+}
+
+func (s *taskStore) writeBatch(batch map[string][]byte) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for k, v := range batch {
