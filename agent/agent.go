@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/pcm-mesh/pcm/agent/web"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/drivers"
@@ -48,6 +50,7 @@ type Agent struct {
 
 	ledger       *consensus.Ledger
 	ledgerLn     net.Listener
+	db           *badger.DB // the agent's state database (consensus.OpenDB): ledger state and tasks
 	ledgerJoined atomic.Bool
 	fork         atomic.Pointer[consensus.ForkReport] // last CheckPeers report
 	// leaderlessSince is when this replica last lost sight of a leader.
@@ -264,6 +267,9 @@ func (a *Agent) Close() error {
 		a.wg.Wait()
 		if a.tasks != nil {
 			errs = append(errs, a.tasks.close())
+		}
+		if a.db != nil {
+			errs = append(errs, a.db.Close())
 		}
 		errs = append(errs, a.node.Close())
 		for _, name := range a.order {

@@ -55,6 +55,15 @@ func (a *Agent) openLedger() error {
 	cfg.CheckPayload = checkLedgerPayload
 	cfg.Signer = a.deps.Identity
 	cfg.Logger = log
+	// One state database per agent: the ledger's state and the broker's
+	// task records (startTasks); raft's log keeps its own (synced).
+	db, err := consensus.OpenDB(cfg.Dir, log)
+	if err != nil {
+		layer.Close()
+		return fmt.Errorf("open ledger in %s: %w", cfg.Dir, err)
+	}
+	a.db = db
+	cfg.DB = db
 	l, err := consensus.Open(cfg)
 	if err != nil {
 		layer.Close()

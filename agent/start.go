@@ -11,7 +11,7 @@ import (
 // startTasks brings up the task side: the broker's store, the stream
 // handlers, the ledger and table watchers, and the tasks left in flight.
 func (a *Agent) startTasks(ctx context.Context) error {
-	ts, err := openTaskStore(filepath.Join(a.cfg.DataDir, "tasks"))
+	ts, err := newTaskStore(a.db, filepath.Join(a.cfg.DataDir, "tasks"), a.log)
 	if err != nil {
 		return err
 	}

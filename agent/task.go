@@ -3,13 +3,10 @@ package agent
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"github.com/pcm-mesh/pcm/consensus"
 )
@@ -163,88 +160,3 @@ func (t *Task) setState(s, note string, now time.Time) {
 }
 
 const maxHistory = 60
-
-// taskStore keeps broker task records in Badger. Writes that acknowledge
-// something (a submission, a placement, an outcome) are synced to disk
-// before they return; intermediate states (negotiating, round details) are
-// written without a sync, since a restarted broker re-derives them.
-type taskStore struct {
-	db     *badger.DB
-	synced groupSync
-}
-
-var taskPrefix = []byte("task/")
-
-func openTaskStore(dir string) (*taskStore, error) {
-	// Small memtables and caches: task records are few and small, and a
-	// test mesh runs a hundred agents in one process.
-	opts := badger.DefaultOptions(dir).WithSyncWrites(false).WithLogger(nil).
-		WithMemTableSize(4 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(4 << 20).WithIndexCacheSize(2 << 20).WithNumCompactors(2).
-		WithValueThreshold(1 << 10)
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open task store %s: %w", dir, err)
-	}
-	s := &taskStore{db: db}
-	s.synced.sync = db.Sync
-	return s, nil
-}
-
-func (s *taskStore) put(t *Task, durable bool) error {
-	b, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encode task %s: %w", t.ID, err)
-	}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(append(append([]byte{}, taskPrefix...), t.ID...), b)
-	})
-	if err != nil {
-		return fmt.Errorf("write task %s: %w", t.ID, err)
-	}
-	if durable {
-		if err := s.synced.do(); err != nil {
-			return fmt.Errorf("sync task %s: %w", t.ID, err)
-		}
-	}
-	return nil
-}
-
-func (s *taskStore) get(id string) (*Task, error) {
-	var t Task
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(append(append([]byte{}, taskPrefix...), id...))
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error { return json.Unmarshal(v, &t) })
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s", errTaskNotFound, id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read task %s: %w", id, err)
-	}
-	return &t, nil
-}
-
-func (s *taskStore) all() ([]*Task, error) {
-	var out []*Task
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = taskPrefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var t Task
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
-				return err
-			}
-			out = append(out, &t)
-		}
-		return nil
-	})
-	return out, err
-}
-
-func (s *taskStore) close() error { return s.db.Close() }

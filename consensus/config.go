@@ -8,13 +8,18 @@ import (
 	"net"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 )
 
 // Config configures one ledger replica.
 type Config struct {
-	ID           string        // this node's id (libp2p peer ID string): raft ServerID and ServerAddress
-	Dir          string        // <data-dir>/ledger: raft/ and fsm/ Badger databases, snapshots/
+	ID  string // this node's id (libp2p peer ID string): raft ServerID and ServerAddress
+	Dir string // <data-dir>/ledger: the agent's one Badger database (fsm/, see OpenDB), snapshots/
+	// DB, when set, is the database OpenDB opened in Dir, shared with the
+	// caller, who closes it after the Ledger; when nil, Open opens it and
+	// Close closes it.
+	DB           *badger.DB
 	Bootstrap    bool          // bootstrap a one-node cluster if no raft state exists
 	MaxVoters    int           // voters at most; default 3
 	MaxNonVoters int           // non-voters at most, beyond that Join answers RoleClient; default 6

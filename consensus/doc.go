@@ -3,8 +3,11 @@
 // settlements, membership notes) that every replica can verify.
 //
 // Layout on disk (Config.Dir, normally <data-dir>/ledger): raft/ holds the
-// raft log and stable store (Badger, synchronous writes), fsm/ the applied
-// state (Badger), snapshots/ raft's file snapshots of fsm/.
+// raft log and stable store (Badger, synchronous writes), fsm/ is the
+// agent's state database (Badger; OpenDB): the applied state under the
+// FSM's prefixes and the caller's keys under its own prefix (the agent's
+// task records, "task/"); snapshots/ holds raft's file snapshots of the
+// FSM's keys.
 //
 // Invariants:
 //

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -28,6 +29,21 @@ var (
 	keyHead         = []byte("m/head")
 	keyConfig       = []byte("m/config") // the latest raft configuration applied: voters and non-voters
 )
+
+// fsmPrefixes are every prefix of the FSM's keys: a snapshot holds these
+// keys and nothing else of the database (which also holds the raft store
+// and the agent's keys), and a restore replaces exactly these.
+var fsmPrefixes = [][]byte{prefixRecord, prefixID, prefixBalance, prefixAgreement, prefixFinal,
+	prefixSettled, prefixAdmitted, prefixRefused, []byte("m/")}
+
+func isFSMKey(k []byte) bool {
+	for _, p := range fsmPrefixes {
+		if bytes.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // head is the chain head and the last raft log applied.
 type head struct {

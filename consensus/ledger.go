@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -32,7 +31,8 @@ type Ledger struct {
 	logger *slog.Logger
 
 	store *Store
-	fsmDB *badger.DB
+	fsmDB *badger.DB // the agent's state database (OpenDB): the FSM's keys and the agent's
+	ownDB bool       // Open opened fsmDB, so Close closes it
 	fsm   *fsm
 	snaps raft.SnapshotStore
 	raft  *raft.Raft
@@ -68,34 +68,39 @@ func Open(cfg Config) (*Ledger, error) {
 		return nil, err
 	}
 	logger := cfg.Logger.With("component", "ledger", "node", shortID(cfg.ID))
-	for _, d := range []string{"raft", "fsm"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("create ledger dir: %w", err)
+	db, ownDB := cfg.DB, false
+	if db == nil {
+		var err error
+		if db, err = OpenDB(cfg.Dir, logger); err != nil {
+			return nil, err
 		}
+		ownDB = true
 	}
 	store, err := OpenStore(filepath.Join(cfg.Dir, "raft"), logger.With("db", "raft"))
 	if err != nil {
+		if ownDB {
+			_ = db.Close()
+		}
 		return nil, err
 	}
-	fsmDB, err := openBadger(filepath.Join(cfg.Dir, "fsm"), false, logger.With("db", "fsm"))
-	if err != nil {
+	closeDBs := func() {
 		_ = store.Close()
-		return nil, err
+		if ownDB {
+			_ = db.Close()
+		}
 	}
-	f, err := newFSM(fsmDB, cfg.Verifier, logger)
+	f, err := newFSM(db, cfg.Verifier, logger)
 	if err != nil {
-		_ = store.Close()
-		_ = fsmDB.Close()
+		closeDBs()
 		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, newHCLogger(logger.With("component", "snapshots")))
 	if err != nil {
-		_ = store.Close()
-		_ = fsmDB.Close()
+		closeDBs()
 		return nil, fmt.Errorf("open ledger snapshots in %s: %w", cfg.Dir, err)
 	}
 	l := &Ledger{
-		cfg: cfg, logger: logger, store: store, fsmDB: fsmDB, fsm: f, snaps: snaps,
+		cfg: cfg, logger: logger, store: store, fsmDB: db, ownDB: ownDB, fsm: f, snaps: snaps,
 		proposals: make(chan *proposal, 4*cfg.MaxBatch),
 		inflight:  make(chan struct{}, cfg.MaxInflight),
 		done:      make(chan struct{}),
@@ -171,7 +176,10 @@ func (l *Ledger) Close() error {
 			delete(l.subs, id)
 		}
 		l.subsMu.Unlock()
-		errs = append(errs, l.store.Close(), l.fsmDB.Close())
+		errs = append(errs, l.store.Close())
+		if l.ownDB {
+			errs = append(errs, l.fsmDB.Close())
+		}
 		l.closeErr = errors.Join(errs...)
 	})
 	return l.closeErr

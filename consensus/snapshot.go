@@ -12,7 +12,8 @@ import (
 )
 
 // snapshotMagic starts every FSM snapshot. The rest is a sequence of
-// uvarint-length-prefixed key and value pairs: the whole FSM database.
+// uvarint-length-prefixed key and value pairs: every FSM key (fsmPrefixes)
+// of the database, in key order.
 const snapshotMagic = "pcm-ledger-snapshot/1\n"
 
 // Snapshot captures the FSM database as of now (a Badger read transaction)
@@ -42,11 +43,14 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	if _, err := io.WriteString(w, snapshotMagic); err != nil {
 		return err
 	}
-	it := txn.NewIterator(badger.DefaultIteratorOptions)
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 	defer it.Close()
 	var n [binary.MaxVarintLen64]byte
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
+		if !isFSMKey(item.Key()) {
+			continue
+		}
 		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return err
@@ -63,11 +67,13 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	return nil
 }
 
-// Restore replaces the FSM database with a snapshot.
+// Restore replaces the FSM's keys with a snapshot's (the raft store and
+// the agent's keys in the same database stay); a snapshot holding any
+// other key is refused.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.agrCache.Clear()
-	if err := f.db.DropAll(); err != nil {
+	if err := f.db.DropPrefix(fsmPrefixes...); err != nil {
 		return fmt.Errorf("restore ledger snapshot: clear state: %w", err)
 	}
 	r := bufio.NewReaderSize(rc, 1<<16)
@@ -88,6 +94,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		v, err := readChunk(r)
 		if err != nil {
 			return fmt.Errorf("restore ledger snapshot: truncated after key %q: %w", k, err)
+		}
+		if !isFSMKey(k) {
+			return fmt.Errorf("restore ledger snapshot: key %q is not ledger state", k)
 		}
 		if err := wb.Set(k, v); err != nil {
 			return fmt.Errorf("restore ledger snapshot: %w", err)

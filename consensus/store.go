@@ -49,25 +49,6 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// openBadger opens a Badger database sized for a small ledger replica.
-func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) {
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(sync).
-		WithLogger(badgerLogger{logger}).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(16 << 20).
-		WithIndexCacheSize(8 << 20).
-		WithNumCompactors(2).
-		WithValueThreshold(1 << 10)
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open badger database in %s (is another agent using this data dir?): %w", dir, err)
-	}
-	return db, nil
-}
-
 func logKey(index uint64) []byte {
 	k := make([]byte, len(prefixLog)+8)
 	copy(k, prefixLog)

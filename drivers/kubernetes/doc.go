@@ -1,5 +1,7 @@
 // Package kubernetes is the pcm driver for a Kubernetes cluster, built on
-// client-go. Each task is a batch/v1 Job in the configured namespace:
+// client-go's REST client with a scheme of core/v1 and batch/v1 only (api.go
+// says why not the clientset). Each task is a batch/v1 Job in the
+// configured namespace:
 //
 //   - one pod, RestartPolicy Never, BackoffLimit 0, the task's CPUs, memory
 //     and GPUs (nvidia.com/gpu, or Config.GPUResource) as requests and

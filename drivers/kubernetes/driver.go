@@ -17,7 +17,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -177,7 +176,7 @@ func FromConfig(raw []byte, stateDir string, logger *slog.Logger) (drivers.Drive
 type Driver struct {
 	cfg    Config
 	log    *slog.Logger
-	client kubernetes.Interface
+	client API
 	store  store
 	// instance tells this driver's Jobs and pods from other agents' on the
 	// same cluster (label pcm.mesh/instance; suffix of Job names).
@@ -214,15 +213,16 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 		// of a few dozen tasks polled every poll_interval.
 		rc.QPS, rc.Burst = 50, 100
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newRESTAPI(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: build client: %w", err)
+		return nil, err
 	}
-	return NewWithClient(cfg, client, logger)
+	return NewWithAPI(cfg, client, logger)
 }
 
-// NewWithClient is New with a ready client (tests pass client-go's fake).
-func NewWithClient(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Driver, error) {
+// NewWithAPI is New with a ready client (tests pass client-go's fake
+// clientset through an adapter).
+func NewWithAPI(cfg Config, client API, logger *slog.Logger) (*Driver, error) {
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
