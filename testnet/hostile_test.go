@@ -31,6 +31,21 @@ func startTrio(t *testing.T) *Mesh {
 		mem, err := m.Nodes[0].Agent().Ledger().Members(context.Background())
 		return err == nil && len(mem.Voters) == 3 && mem.Leader != ""
 	})
+	// A voter that just joined still holds term 0 until the leader's
+	// first AppendEntries reaches it: tests that compare terms before and
+	// after an attack start once every replica has caught up.
+	m.WaitFor(30*time.Second, "every replica on the leader's term and head", func() bool {
+		a0 := m.Nodes[0].Agent().Ledger()
+		term := a0.Term()
+		idx, head := a0.Head()
+		for _, a := range m.Running() {
+			i, h := a.Ledger().Head()
+			if a.Ledger().Term() != term || i != idx || h != head {
+				return false
+			}
+		}
+		return term > 0
+	})
 	return m
 }
 
