@@ -287,7 +287,15 @@ if ((partition > 0)); then
 	done
 	sleep "$partition"
 	for id in "${cut_ids[@]}"; do
-		if [[ $(ncurl "$M" "/v1/ledger/entries?task=$id&type=agreement" | jq length) != 0 ]]; then
+		got=""
+		for _ in 1 2 3 4 5; do
+			got=$(ncurl "$M" "/v1/ledger/entries?task=$id&type=agreement" | jq length) && [[ -n $got ]] && break
+			sleep 1
+		done
+		if [[ -z $got ]]; then
+			echo "FAIL: a$M (majority side) did not answer /v1/ledger/entries in 5 tries; cannot tell whether task $id got an agreement there"
+			rc=1
+		elif [[ $got != 0 ]]; then
 			echo "FAIL: task $id of the cut-off broker got an agreement on the majority side"
 			rc=1
 		fi
