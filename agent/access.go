@@ -51,7 +51,7 @@ func (a *Agent) entitled(ag consensus.Agreement, submitter, op, by string) bool 
 		return true
 	}
 	if op != opCancel && ag.Framework != "" {
-		if fw, err := a.fws.resolve(ag.Framework); err == nil && fw.IsPublic(op) {
+		if fw, err := a.fws.Resolve(ag.Framework); err == nil && fw.IsPublic(op) {
 			return true
 		}
 	}
@@ -63,7 +63,7 @@ func (a *Agent) authorizeBrokered(ctx context.Context, t *Task, op, by string) e
 	ag, _ := a.latestAgreement(ctx, t.ID)
 	if ag.TaskID == "" {
 		ag = consensus.Agreement{TaskID: t.ID, Broker: t.Broker}
-		if fw, err := a.fws.resolve(t.Framework); err == nil {
+		if fw, err := a.fws.Resolve(t.Framework); err == nil {
 			ag.Framework = fw.ID()
 		}
 	}

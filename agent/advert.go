@@ -9,14 +9,15 @@ import (
 
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/mesh"
+	"github.com/pcm-mesh/pcm/rules"
 )
 
-// Resource classes in adverts and rules.
+// Resource classes in adverts and rules (package drivers defines them).
 const (
-	ClassCPU     = "cpu"
-	ClassMemory  = "memory"
-	ClassStorage = "storage"
-	ClassGPU     = "gpu"
+	ClassCPU     = drivers.ClassCPU
+	ClassMemory  = drivers.ClassMemory
+	ClassStorage = drivers.ClassStorage
+	ClassGPU     = drivers.ClassGPU
 )
 
 // refreshFingerprints asks every driver for its capacity; a changed
@@ -102,21 +103,6 @@ func (a *Agent) fingerprintLoop(ctx context.Context) {
 	}
 }
 
-// classes turns driver resources into advert resource classes.
-func classes(r drivers.Resources) map[string]float64 {
-	m := map[string]float64{ClassCPU: r.CPUs, ClassMemory: float64(r.MemoryMB)}
-	if r.DiskMB > 0 {
-		m[ClassStorage] = float64(r.DiskMB)
-	}
-	if r.GPUs > 0 {
-		m[ClassGPU] = float64(r.GPUs)
-		if r.GPUModel != "" {
-			m[ClassGPU+":"+r.GPUModel] = float64(r.GPUs)
-		}
-	}
-	return m
-}
-
 func addClasses(dst, src map[string]float64) {
 	for k, v := range src {
 		dst[k] += v
@@ -131,16 +117,16 @@ func (a *Agent) advert() mesh.Advert {
 	a.advertisedFree = ad.Free
 	a.fpMu.Unlock()
 	if a.fws != nil {
-		ad.Frameworks = a.fws.adheredIDs()
+		ad.Frameworks = a.fws.Adhered()
 		ad.Prices = map[string]map[string]int64{}
 		for _, id := range ad.Frameworks {
-			if fw, err := a.fws.resolve(id); err == nil {
+			if fw, err := a.fws.Resolve(id); err == nil {
 				if p := a.pricesFor(fw); len(p) > 0 {
 					ad.Prices[id] = p
 				}
 			}
 		}
-		ad.Running = a.provider.running()
+		ad.Running = a.provider.Running()
 	}
 	if a.ledger != nil {
 		ad.Roles = []string{string(a.ledger.Role())}
@@ -156,7 +142,7 @@ func (a *Agent) capacityAdvert() mesh.Advert {
 	ad := mesh.Advert{Total: map[string]float64{}, Free: map[string]float64{}, Attrs: a.attrs()}
 	for _, name := range a.driverNames() {
 		fp := fps[name]
-		d := mesh.DriverInfo{Name: name, Kinds: fp.Kinds, Total: classes(fp.Total), Free: classes(fp.Free), Attrs: fp.Attributes}
+		d := mesh.DriverInfo{Name: name, Kinds: fp.Kinds, Total: fp.Total.Classes(), Free: fp.Free.Classes(), Attrs: fp.Attributes}
 		ad.Drivers = append(ad.Drivers, d)
 		addClasses(ad.Total, d.Total)
 		addClasses(ad.Free, d.Free)
@@ -177,4 +163,25 @@ func (a *Agent) attrs() map[string]string {
 		m["zone"] = a.cfg.Zone
 	}
 	return m
+}
+
+// pricesFor are this provider's prices (micros per unit-hour by class) in
+// a framework: its configured prices, with a framework's fixed prices
+// winning and its ranges clamping the rest.
+func (a *Agent) pricesFor(fw *rules.Framework) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range a.cfg.Prices {
+		out[k] = int64(v * 1e6)
+	}
+	for class, pr := range fw.Pricing.Prices {
+		switch {
+		case pr.Fixed > 0:
+			out[class] = int64(pr.Fixed)
+		case out[class] < int64(pr.Min):
+			out[class] = int64(pr.Min)
+		case pr.Max > 0 && out[class] > int64(pr.Max):
+			out[class] = int64(pr.Max)
+		}
+	}
+	return out
 }

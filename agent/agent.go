@@ -15,6 +15,9 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/pcm-mesh/pcm/agent/broker"
+	"github.com/pcm-mesh/pcm/agent/provider"
+	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/agent/web"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/drivers"
@@ -59,10 +62,10 @@ type Agent struct {
 	done      chan struct{} // closed by fatal
 	fatalOnce sync.Once
 	fatalErr  error
-	tasks     *taskStore
+	tasks     *tasks.Store
 	fws       *frameworks
-	provider  *provider
-	broker    *broker
+	provider  *provider.Provider // made by Start
+	broker    *broker.Broker     // made by Start, with the task store
 	res       *resultsSide
 	metrics   *metrics
 	// runCtx is the agent's lifetime: Close cancels it. Background work
@@ -113,8 +116,6 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	}
 	a.node = node
 	a.fws = newFrameworks()
-	a.provider = newProvider(a)
-	a.broker = newBroker(a)
 	a.metrics = newMetrics(a)
 	return a, nil
 }
@@ -163,6 +164,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.runCtx = cancel, runCtx
+	a.provider = provider.New(a.providerDeps())
 	if err := a.node.Start(ctx); err != nil {
 		cancel()
 		return err
@@ -266,7 +268,7 @@ func (a *Agent) Close() error {
 		}
 		a.wg.Wait()
 		if a.tasks != nil {
-			errs = append(errs, a.tasks.close())
+			errs = append(errs, a.tasks.Close())
 		}
 		if a.db != nil {
 			errs = append(errs, a.db.Close())

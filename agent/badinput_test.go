@@ -12,13 +12,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/pcm-mesh/pcm/agent"
+	"github.com/pcm-mesh/pcm/agent/negotiate"
 	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/pcm-mesh/pcm/rules"
 	"github.com/pcm-mesh/pcm/testnet"
 )
 
-func envelope(t *testing.T, id *mesh.Identity, kind string, v any) agent.Envelope {
+func envelope(t *testing.T, id *mesh.Identity, kind string, v any) negotiate.Envelope {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -28,16 +28,16 @@ func envelope(t *testing.T, id *mesh.Identity, kind string, v any) agent.Envelop
 	if err != nil {
 		t.Fatal(err)
 	}
-	return agent.Envelope{Kind: kind, Signer: id.ID(), Payload: b, Sig: sig}
+	return negotiate.Envelope{Kind: kind, Signer: id.ID(), Payload: b, Sig: sig}
 }
 
 // exchange sends envelopes on one negotiate stream and returns the first
 // answer's kind, or "" when the provider reset the stream.
-func exchange(t *testing.T, h host.Host, to peer.ID, envs ...agent.Envelope) string {
+func exchange(t *testing.T, h host.Host, to peer.ID, envs ...negotiate.Envelope) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	s, err := h.NewStream(ctx, to, agent.NegotiateProtocol)
+	s, err := h.NewStream(ctx, to, negotiate.Protocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func exchange(t *testing.T, h host.Host, to peer.ID, envs ...agent.Envelope) str
 		if err := mesh.WriteFrame(s, env, 1<<20); err != nil {
 			return ""
 		}
-		var resp agent.Envelope
+		var resp negotiate.Envelope
 		if err := mesh.ReadFrame(r, &resp, 1<<20); err != nil {
 			return ""
 		}
@@ -93,28 +93,28 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfp := func(id string, expires time.Time) agent.CFP {
-		return agent.CFP{V: 1, ID: id, TaskID: "tprobe", Attempt: 1, Framework: rules.DefaultFramework().ID(),
+	cfp := func(id string, expires time.Time) negotiate.CFP {
+		return negotiate.CFP{V: 1, ID: id, TaskID: "tprobe", Attempt: 1, Framework: rules.DefaultFramework().ID(),
 			Task: task.Canonical(), TaskHash: task.Hash(), Broker: brokerID.ID(), Expires: expires}
 	}
 	headBefore, _ := prov.Ledger().Head()
 	soon := time.Now().Add(30 * time.Second)
 
-	if k := exchange(t, h, ai.ID, envelope(t, other, agent.KindCFP, cfp("forged", soon))); k != "" {
+	if k := exchange(t, h, ai.ID, envelope(t, other, negotiate.KindCFP, cfp("forged", soon))); k != "" {
 		t.Errorf("cfp signed by a peer other than the sender got %q", k)
 	}
-	if k := exchange(t, h, ai.ID, envelope(t, brokerID, agent.KindCFP, cfp("old", time.Now().Add(-time.Second)))); k != "" {
+	if k := exchange(t, h, ai.ID, envelope(t, brokerID, negotiate.KindCFP, cfp("old", time.Now().Add(-time.Second)))); k != "" {
 		t.Errorf("expired cfp got %q", k)
 	}
-	first := envelope(t, brokerID, agent.KindCFP, cfp("once", soon))
-	if k := exchange(t, h, ai.ID, first); k != agent.KindBid {
+	first := envelope(t, brokerID, negotiate.KindCFP, cfp("once", soon))
+	if k := exchange(t, h, ai.ID, first); k != negotiate.KindBid {
 		t.Fatalf("valid cfp got %q, want a bid", k)
 	}
 	if k := exchange(t, h, ai.ID, first); k != "" {
 		t.Errorf("replayed cfp got %q", k)
 	}
-	award := envelope(t, brokerID, agent.KindAward, agent.AwardMsg{V: 1, CFP: "never-sent", Agreement: []byte(`{}`)})
-	if k := exchange(t, h, ai.ID, envelope(t, brokerID, agent.KindCFP, cfp("c2", soon)), award); k != "" {
+	award := envelope(t, brokerID, negotiate.KindAward, negotiate.AwardMsg{V: 1, CFP: "never-sent", Agreement: []byte(`{}`)})
+	if k := exchange(t, h, ai.ID, envelope(t, brokerID, negotiate.KindCFP, cfp("c2", soon)), award); k != "" {
 		t.Errorf("award for an unknown cfp got %q", k)
 	}
 	if head, _ := prov.Ledger().Head(); head != headBefore {

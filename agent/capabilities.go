@@ -25,7 +25,7 @@ func (a *Agent) provideCapabilities() {
 	for _, name := range a.order {
 		keys = append(keys, mesh.KeyDriverPrefix+name)
 	}
-	for _, id := range a.fws.adheredIDs() {
+	for _, id := range a.fws.Adhered() {
 		keys = append(keys, mesh.KeyFrameworkPrefix+id)
 	}
 	a.fpMu.Lock()

@@ -4,6 +4,19 @@
 // the mesh's web page (package web, which reads the agent through the same
 // /v1 handlers).
 //
+// The task path lives in rooms of its own, each behind a small interface
+// the agent fills in (rooms.go, ledgerlink.go):
+//   - negotiate: the /pcm/negotiate/1.0.0 wire (signed envelopes, messages);
+//   - broker: negotiates the tasks submitted here and follows them to the
+//     end (leases, settlements, re-placement);
+//   - provider: bids, co-signs agreements, runs attempts, renews leases;
+//   - tasks: the broker's task records and their store;
+//   - results, web: outputs over the mesh, and the page.
+//
+// What stays here: configuration, start-up and Close, the advert, the
+// ledger's membership, frameworks, the HTTP API and the /pcm/task and
+// /pcm/submit streams, access rules, results glue and metrics.
+//
 // Invariants:
 //   - the HTTP API listens on a loopback address unless a token is
 //     configured, and then every request must carry it (the web page: its
@@ -33,16 +46,9 @@
 // provider sorted into fits now / fits once capacity frees / never, with
 // the rules that rule it out; nothing is queued.
 //
-// Placement at scale: adverts are periodic and reach every broker at
-// once, so a broker amends them with what it learned since (capacity it
-// awarded, providers that declined for want of capacity: see view), and
-// equal providers are ranked in a per-task order; otherwise every broker
-// piles its tasks on the same few providers. Losing bidders are released
-// as soon as the winner confirms. A proposal whose outcome is unknown is
-// resolved by reading the ledger: an agreement id is unique per attempt.
-//
-// Performance notes: a task costs a synced broker-store write when it is
-// submitted and when it is placed, one raft commit, and three to four
-// stream round trips to each of K candidates, each message Ed25519-signed
-// and verified; README.md has the measured figures.
+// Performance notes: a task costs a synced task-store write when it is
+// submitted and when it is placed (shared by concurrent writers), one
+// raft commit, and three to four stream round trips to each of K
+// candidates, each message Ed25519-signed and verified (once per process:
+// mesh/sigcache.go); README.md has the measured figures.
 package agent

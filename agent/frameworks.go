@@ -39,7 +39,7 @@ func (f *frameworks) add(fw *rules.Framework) {
 }
 
 // resolve finds a framework by id, name or name@version ("" = default).
-func (f *frameworks) resolve(ref string) (*rules.Framework, error) {
+func (f *frameworks) Resolve(ref string) (*rules.Framework, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if fw, ok := f.byID[ref]; ok {
@@ -87,13 +87,13 @@ func (f *frameworks) adhere(id string) {
 	f.mu.Unlock()
 }
 
-func (f *frameworks) adheres(id string) bool {
+func (f *frameworks) Adheres(id string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.adhered[id]
 }
 
-func (f *frameworks) adheredIDs() []string {
+func (f *frameworks) Adhered() []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make([]string, 0, len(f.adhered))
@@ -186,7 +186,7 @@ func (a *Agent) adhereConfigured(ctx context.Context) error {
 			a.adhere(fw.ID())
 			continue
 		}
-		fw, err := a.fws.resolve(ref)
+		fw, err := a.fws.Resolve(ref)
 		if err != nil {
 			return fmt.Errorf("frameworks: %q is neither a readable file nor a published framework: %w", ref, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
@@ -90,7 +91,7 @@ func knownEntryType(t string) bool { return t == "" || slices.Contains(entryType
 // statusFor maps package errors to HTTP statuses.
 func statusFor(err error) int {
 	switch {
-	case errors.Is(err, consensus.ErrNotFound), errors.Is(err, errTaskNotFound):
+	case errors.Is(err, consensus.ErrNotFound), errors.Is(err, tasks.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable

@@ -4,10 +4,11 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pcm-mesh/pcm/consensus"
 )
 
 // metrics are the agent's Prometheus metrics, on its own registry (no
@@ -82,7 +83,7 @@ func newMetrics(a *Agent) *metrics {
 			return 0
 		}),
 		refusalCollector{a},
-		gauge("pcm_provider_running", "Attempts running on this provider.", func() float64 { return float64(a.provider.running()) }),
+		gauge("pcm_provider_running", "Attempts running on this provider.", func() float64 { return float64(a.provider.Running()) }),
 	)
 	return m
 }
@@ -91,11 +92,26 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// transition counts a broker task transition; placement latency is
+// Transition counts a broker task transition; placement latency is
 // observed on the first placement.
-func (m *metrics) transition(t *Task) {
+func (m *metrics) Transition(t *Task) {
 	m.tasks.WithLabelValues(t.State).Inc()
 	if t.State == StatePlaced && t.Attempt == 1 {
 		m.placement.Observe(time.Since(t.SubmittedAt).Seconds())
 	}
 }
+
+// Round counts a negotiation round by outcome.
+func (m *metrics) Round(placed bool) {
+	if placed {
+		m.rounds.WithLabelValues("placed").Inc()
+		return
+	}
+	m.rounds.WithLabelValues("unplaced").Inc()
+}
+
+// Settled adds a recorded settlement's amount.
+func (m *metrics) Settled(amount int64) { m.settlement.Add(float64(amount)) }
+
+// Attempt counts an attempt event this provider recorded.
+func (m *metrics) Attempt(kind string) { m.attempts.WithLabelValues(kind).Inc() }

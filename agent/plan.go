@@ -45,29 +45,29 @@ func (a *Agent) PlanTask(doc []byte, name string) (*Plan, error) {
 	now := time.Now().UTC()
 	rt, err := rules.ParseTask(name, doc)
 	if err != nil {
-		return nil, &SubmitError{err}
+		return nil, &SubmitError{Err: err}
 	}
-	fw, err := a.fws.resolve(rt.Framework)
+	fw, err := a.fws.Resolve(rt.Framework)
 	if err != nil {
-		return nil, &SubmitError{fmt.Errorf("%s: framework: %w", name, err)}
+		return nil, &SubmitError{Err: fmt.Errorf("%s: framework: %w", name, err)}
 	}
 	if err := fw.Admit(rt, rules.Submitter{ID: a.ID()}, now); err != nil {
-		return nil, &SubmitError{err}
+		return nil, &SubmitError{Err: err}
 	}
 	plan := &Plan{Task: rt.Name, Framework: fmt.Sprintf("%s@%s (%s)", fw.Name, fw.Version, fw.ID()), FitsNow: []PlanProvider{}, FitsLater: []PlanProvider{}, Never: []PlanProvider{}}
-	ps := a.broker.candidates(fw, nil)
-	if _, ok := ps.byID[a.ID()]; !ok {
+	ps := a.broker.Candidates(fw, nil)
+	if _, ok := ps.ByID[a.ID()]; !ok {
 		// Just started: this agent's own advert is not in its table yet,
 		// but it is a provider all the same.
-		self := a.provider.selfView(fw)
-		ps.list = append(ps.list, self)
-		ps.byID[self.ID] = self
+		self := a.provider.SelfView(fw)
+		ps.List = append(ps.List, self)
+		ps.ByID[self.ID] = self
 	}
-	plan.Providers = len(ps.list)
-	nowPl := fw.Place(rt, ps.list, now)
+	plan.Providers = len(ps.List)
+	nowPl := fw.Place(rt, ps.List, now)
 	// "Ever": the same providers with all their capacity free.
-	idle := make([]*rules.Provider, len(ps.list))
-	for i, p := range ps.list {
+	idle := make([]*rules.Provider, len(ps.List))
+	for i, p := range ps.List {
 		c := *p
 		c.Free = maps.Clone(p.Total)
 		idle[i] = &c

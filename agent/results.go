@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pcm-mesh/pcm/agent/results"
+	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/mesh"
 )
@@ -139,7 +140,7 @@ func (a *Agent) finalEvent(ctx context.Context, ag consensus.Agreement) (consens
 func (a *Agent) resultsOf(ctx context.Context, taskID string) (consensus.Agreement, *consensus.ResultsRef, error) {
 	ag, ok := a.latestAgreement(ctx, taskID)
 	if !ok {
-		return ag, nil, fmt.Errorf("%w: task %s has no attempt in the ledger (is the id right? it may still be queued)", errTaskNotFound, taskID)
+		return ag, nil, fmt.Errorf("%w: task %s has no attempt in the ledger (is the id right? it may still be queued)", tasks.ErrNotFound, taskID)
 	}
 	ev, ok := a.finalEvent(ctx, ag)
 	if !ok {
@@ -238,7 +239,7 @@ func (a *Agent) onResultsRecord(r consensus.Record) {
 	if json.Unmarshal(r.Payload, &ev) != nil || ev.Results == nil || a.res == nil {
 		return
 	}
-	if _, brokered := a.broker.get(ev.TaskID); !brokered {
+	if _, brokered := a.broker.Get(ev.TaskID); !brokered {
 		return
 	}
 	if _, held := a.res.store.Get(ev.Results.Digest); held {

@@ -21,7 +21,7 @@ func (a *Agent) prepareFiles(ctx context.Context, ag consensus.Agreement, task *
 	cfg := a.cfg.Results.orDefaults()
 	if task.Outputs != nil {
 		limit := cfg.MaxOutputBytes
-		if fw, err := a.fws.resolve(ag.Framework); err == nil {
+		if fw, err := a.fws.Resolve(ag.Framework); err == nil {
 			if l := fw.OutputLimit(task); l > 0 && l < limit {
 				limit = l
 			}
@@ -87,22 +87,22 @@ func (a *Agent) heldInput(ctx context.Context, w results.Want) (results.Meta, er
 // the results store; nil when the task declared none or the driver
 // cannot collect (a driver without drivers.Collector never bids for a
 // task with outputs). An error (outputs over the limit) fails the attempt.
-func (a *Agent) collectResults(ctx context.Context, at *attempt, kind string) (*consensus.ResultsRef, error) {
-	col, ok := at.driver.(drivers.Collector)
+func (a *Agent) collectResults(ctx context.Context, d drivers.Driver, specID string, ag consensus.Agreement, kind string) (*consensus.ResultsRef, error) {
+	col, ok := d.(drivers.Collector)
 	if !ok || kind != consensus.EventSucceeded && kind != consensus.EventFailed {
 		return nil, nil
 	}
 	m, err := a.res.store.Collect(func(w io.Writer) (int64, error) {
-		return col.CollectOutputs(ctx, at.specID, w)
-	}, results.Meta{TaskID: at.ag.TaskID, AgreementID: at.ag.ID})
+		return col.CollectOutputs(ctx, specID, w)
+	}, results.Meta{TaskID: ag.TaskID, AgreementID: ag.ID})
 	if errors.Is(err, drivers.ErrNoOutputs) {
 		return nil, nil
 	}
 	if err != nil {
-		a.log.Warn("collect outputs", "agreement", at.ag.ID, "err", err)
+		a.log.Warn("collect outputs", "agreement", ag.ID, "err", err)
 		return nil, err
 	}
 	a.keepResults(m)
-	a.log.Info("results collected", "task", at.ag.TaskID, "digest", m.Digest, "size", m.Size)
+	a.log.Info("results collected", "task", ag.TaskID, "digest", m.Digest, "size", m.Size)
 	return &consensus.ResultsRef{Digest: m.Digest, Size: m.Size}, nil
 }

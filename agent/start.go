@@ -5,35 +5,39 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pcm-mesh/pcm/agent/broker"
+	"github.com/pcm-mesh/pcm/agent/negotiate"
+	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
 // startTasks brings up the task side: the broker's store, the stream
 // handlers, the ledger and table watchers, and the tasks left in flight.
 func (a *Agent) startTasks(ctx context.Context) error {
-	ts, err := newTaskStore(a.db, filepath.Join(a.cfg.DataDir, "tasks"), a.log)
+	ts, err := tasks.OpenStore(a.db, filepath.Join(a.cfg.DataDir, "tasks"), a.log)
 	if err != nil {
 		return err
 	}
 	a.tasks = ts
+	a.broker = broker.New(a.brokerDeps())
 	if err := a.startResults(); err != nil {
 		return err
 	}
-	a.node.Handle(NegotiateProtocol, a.provider.handleNegotiate)
+	a.node.Handle(negotiate.Protocol, a.provider.HandleNegotiate)
 	a.node.Handle(TaskProtocol, a.handleTaskStream)
 	a.node.Handle(SubmitProtocol, a.handleSubmitStream)
 	stopSub := a.ledger.Subscribe(a.dispatch)
-	stopAdverts := a.node.Table().Watch(a.broker.gate.onAdvert)
+	stopAdverts := a.node.Table().Watch(a.broker.OnAdvert)
 	a.goLoop(func() { a.followAsClient(a.runCtx) })
-	a.goLoop(func() { a.broker.leaseWatch(a.runCtx) })
-	a.goLoop(func() { a.provider.renewLoop(a.runCtx) })
+	a.broker.Start()
+	a.provider.Start()
 	a.goLoop(func() {
 		<-a.runCtx.Done()
 		stopSub()
 		stopAdverts()
 	})
 	a.loadLedgerFrameworks(ctx)
-	if err := a.broker.resume(); err != nil {
+	if err := a.broker.Resume(); err != nil {
 		return err
 	}
 	a.goLoop(func() {
@@ -41,7 +45,7 @@ func (a *Agent) startTasks(ctx context.Context) error {
 			a.log.Error("frameworks", "err", err)
 		}
 	})
-	a.goLoop(func() { a.provider.recover(a.runCtx) })
+	a.goLoop(func() { a.provider.Recover(a.runCtx) })
 	return nil
 }
 
@@ -53,8 +57,8 @@ func (a *Agent) dispatch(r consensus.Record) {
 		}
 		return
 	}
-	a.provider.onRecord(r)
-	a.broker.onRecord(r)
+	a.provider.OnRecord(r)
+	a.broker.OnRecord(r)
 	a.onResultsRecord(r)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/drivers"
 	"github.com/pcm-mesh/pcm/mesh"
 )
@@ -71,11 +72,11 @@ func (a *Agent) handleTaskStream(s network.Stream) {
 			_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: "renew: at most 4096 agreements per request"}, maxFrame)
 			return
 		}
-		_ = mesh.WriteFrame(s, TaskResponse{V: 1, OK: true, Current: a.broker.renew(by, req.Agreements)}, maxFrame)
+		_ = mesh.WriteFrame(s, TaskResponse{V: 1, OK: true, Current: a.broker.Renew(by, req.Agreements)}, maxFrame)
 	case "status":
-		t, ok := a.broker.get(req.TaskID)
+		t, ok := a.broker.Get(req.TaskID)
 		if !ok {
-			_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: errTaskNotFound.Error()}, maxFrame)
+			_ = mesh.WriteFrame(s, TaskResponse{V: 1, Error: tasks.ErrNotFound.Error()}, maxFrame)
 			return
 		}
 		if err := a.authorizeBrokered(ctx, t, opQuery, by); err != nil {
@@ -148,12 +149,12 @@ func (b *bufferedStream) Read(p []byte) (int, error) { return b.r.Read(p) }
 // TaskStatus finds a task: brokered here, or asked of its broker (known
 // from the ledger once the task was placed).
 func (a *Agent) TaskStatus(ctx context.Context, id string) (*Task, error) {
-	if t, ok := a.broker.get(id); ok {
+	if t, ok := a.broker.Get(id); ok {
 		return t, nil
 	}
 	ag, ok := a.latestAgreement(ctx, id)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s is not brokered here and has no agreement in the ledger (ask the agent it was submitted to)", errTaskNotFound, id)
+		return nil, fmt.Errorf("%w: %s is not brokered here and has no agreement in the ledger (ask the agent it was submitted to)", tasks.ErrNotFound, id)
 	}
 	resp, s, err := a.askPeer(ctx, ag.Broker, TaskRequest{V: 1, Op: "status", TaskID: id})
 	if err != nil {
@@ -173,18 +174,18 @@ func (a *Agent) CancelTask(ctx context.Context, id, _ string) error {
 
 // cancelFor cancels a task for peer by, an authenticated peer id.
 func (a *Agent) cancelFor(ctx context.Context, id, by string) error {
-	if t, ok := a.broker.get(id); ok {
+	if t, ok := a.broker.Get(id); ok {
 		if err := a.authorizeBrokered(ctx, t, opCancel, by); err != nil {
 			return err
 		}
-		placed, err := a.broker.cancelLocal(id, by)
+		placed, err := a.broker.CancelLocal(id, by)
 		if err != nil || !placed {
 			return err
 		}
 	}
 	ag, ok := a.latestAgreement(ctx, id)
 	if !ok {
-		return fmt.Errorf("%w: %s", errTaskNotFound, id)
+		return fmt.Errorf("%w: %s", tasks.ErrNotFound, id)
 	}
 	if by != a.ID() && ag.Broker != a.ID() && ag.Provider != a.ID() {
 		// Forwarding would act with this agent's identity for another
@@ -196,7 +197,7 @@ func (a *Agent) cancelFor(ctx context.Context, id, by string) error {
 		if err := a.authorizeTask(ag, "", opCancel, by); err != nil {
 			return err
 		}
-		if !a.provider.cancel(id, by) {
+		if !a.provider.Cancel(id, by) {
 			return fmt.Errorf("task %s is not running here (already ended?)", id)
 		}
 		a.log.Info("task cancelled", "task", id, "by", by)
@@ -214,7 +215,7 @@ func (a *Agent) cancelFor(ctx context.Context, id, by string) error {
 func (a *Agent) localLogs(ctx context.Context, id string, offset int64, follow bool, by string) (io.ReadCloser, error) {
 	ag, ok := a.latestAgreement(ctx, id)
 	if !ok || ag.Provider != a.ID() {
-		return nil, fmt.Errorf("%w: task %s has no attempt on this provider", errTaskNotFound, id)
+		return nil, fmt.Errorf("%w: task %s has no attempt on this provider", tasks.ErrNotFound, id)
 	}
 	if err := a.authorizeTask(ag, "", opLogs, by); err != nil {
 		return nil, err
@@ -230,7 +231,7 @@ func (a *Agent) localLogs(ctx context.Context, id string, offset int64, follow b
 func (a *Agent) TaskLogs(ctx context.Context, id string, offset int64, follow bool) (io.ReadCloser, error) {
 	ag, ok := a.latestAgreement(ctx, id)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s has not been placed (no agreement in the ledger yet)", errTaskNotFound, id)
+		return nil, fmt.Errorf("%w: %s has not been placed (no agreement in the ledger yet)", tasks.ErrNotFound, id)
 	}
 	if ag.Provider == a.ID() {
 		return a.localLogs(ctx, id, offset, follow, a.ID())
@@ -275,10 +276,10 @@ func (a *Agent) Submit(doc []byte, name string) (*Task, error) {
 }
 
 // Tasks lists the tasks this agent brokers.
-func (a *Agent) Tasks() []*Task { return a.broker.list() }
+func (a *Agent) Tasks() []*Task { return a.broker.List() }
 
 // WatchTasks calls fn on every change of a task brokered here.
-func (a *Agent) WatchTasks(fn func(*Task)) (stop func()) { return a.broker.watch(fn) }
+func (a *Agent) WatchTasks(fn func(*Task)) (stop func()) { return a.broker.Watch(fn) }
 
 func (a *Agent) taskRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/tasks", func(w http.ResponseWriter, r *http.Request) {
@@ -349,12 +350,12 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/frameworks", func(w http.ResponseWriter, _ *http.Request) {
 		var out []map[string]any
 		for _, fw := range a.fws.list() {
-			out = append(out, map[string]any{"id": fw.ID(), "name": fw.Name, "version": fw.Version, "description": fw.Description, "adhered": a.fws.adheres(fw.ID())})
+			out = append(out, map[string]any{"id": fw.ID(), "name": fw.Name, "version": fw.Version, "description": fw.Description, "adhered": a.fws.Adheres(fw.ID())})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/frameworks/{id}", func(w http.ResponseWriter, r *http.Request) {
-		fw, err := a.fws.resolve(r.PathValue("id"))
+		fw, err := a.fws.Resolve(r.PathValue("id"))
 		if err != nil {
 			writeError(w, http.StatusNotFound, err)
 			return

@@ -1,4 +1,4 @@
-package agent
+package tasks
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
-// taskStore keeps broker task records under "task/" in the agent's state
+// Store keeps broker task records under "task/" in the agent's state
 // database (consensus.OpenDB), beside the ledger's state. A durable put (a
 // submission, a placement, an outcome: what acknowledges something) is
 // synced before it returns. Intermediate states (negotiating and back,
@@ -21,7 +21,7 @@ import (
 // and written together every pendingFlush, or with the next durable put,
 // unsynced: one write for many, where each used to be a commit of its
 // own. Reads see the pending records.
-type taskStore struct {
+type Store struct {
 	db     *badger.DB
 	synced groupSync // durable puts share syncs (group commit)
 
@@ -41,10 +41,10 @@ var taskPrefix = []byte("task/")
 // pendingFlush is how long an intermediate task state may wait in memory.
 const pendingFlush = 200 * time.Millisecond
 
-// newTaskStore keeps task records in db, first moving the records of a
+// OpenStore keeps task records in db, first moving the records of a
 // task store of the earlier layout (its own Badger database in oldDir)
 // into it. The database's owner closes db, after close.
-func newTaskStore(db *badger.DB, oldDir string, log *slog.Logger) (*taskStore, error) {
+func OpenStore(db *badger.DB, oldDir string, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -58,7 +58,7 @@ func newTaskStore(db *badger.DB, oldDir string, log *slog.Logger) (*taskStore, e
 			log.Info("moved the task store into the agent's state database", "from", oldDir, "tasks", n)
 		}
 	}
-	s := &taskStore{db: db, pending: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{}), log: log}
+	s := &Store{db: db, pending: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{}), log: log}
 	s.synced.sync = db.Sync
 	go s.flushLoop()
 	return s, nil
@@ -66,7 +66,7 @@ func newTaskStore(db *badger.DB, oldDir string, log *slog.Logger) (*taskStore, e
 
 func taskKey(id string) []byte { return append(append([]byte{}, taskPrefix...), id...) }
 
-func (s *taskStore) put(t *Task, durable bool) error {
+func (s *Store) Put(t *Task, durable bool) error {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", t.ID, err)
@@ -88,7 +88,7 @@ func (s *taskStore) put(t *Task, durable bool) error {
 
 // write writes the pending records and, when id is not empty, id's record
 // b, in one batch (one sync).
-func (s *taskStore) write(id string, b []byte) error {
+func (s *Store) write(id string, b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -112,7 +112,7 @@ func (s *taskStore) write(id string, b []byte) error {
 	}
 }
 
-func (s *taskStore) writeBatch(batch map[string][]byte) error {
+func (s *Store) writeBatch(batch map[string][]byte) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for k, v := range batch {
@@ -123,7 +123,7 @@ func (s *taskStore) writeBatch(batch map[string][]byte) error {
 	return wb.Flush()
 }
 
-func (s *taskStore) flushLoop() {
+func (s *Store) flushLoop() {
 	defer close(s.done)
 	t := time.NewTicker(pendingFlush)
 	defer t.Stop()
@@ -139,14 +139,14 @@ func (s *taskStore) flushLoop() {
 	}
 }
 
-func (s *taskStore) pendingRecord(id string) ([]byte, bool) {
+func (s *Store) pendingRecord(id string) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.pending[id]
 	return b, ok
 }
 
-func (s *taskStore) get(id string) (*Task, error) {
+func (s *Store) Get(id string) (*Task, error) {
 	var t Task
 	if b, ok := s.pendingRecord(id); ok {
 		if err := json.Unmarshal(b, &t); err != nil {
@@ -162,7 +162,7 @@ func (s *taskStore) get(id string) (*Task, error) {
 		return it.Value(func(v []byte) error { return json.Unmarshal(v, &t) })
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s", errTaskNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read task %s: %w", id, err)
@@ -171,7 +171,7 @@ func (s *taskStore) get(id string) (*Task, error) {
 }
 
 // all reads every task record (pending ones included).
-func (s *taskStore) all() ([]*Task, error) {
+func (s *Store) All() ([]*Task, error) {
 	if err := s.write("", nil); err != nil {
 		return nil, fmt.Errorf("write task states: %w", err)
 	}
@@ -194,7 +194,7 @@ func (s *taskStore) all() ([]*Task, error) {
 // close writes the pending records and stops; it leaves the database to
 // its owner (the agent closes it after the ledger and every loop that
 // writes tasks). It is idempotent.
-func (s *taskStore) close() error {
+func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 	return s.write("", nil)

@@ -1,6 +1,8 @@
-package agent
+package tasks
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -25,10 +27,18 @@ const (
 	StateExpired     = "expired"
 )
 
-var errTaskNotFound = errors.New("task not found")
+// ErrNotFound is a task id no store or broker knows.
+var ErrNotFound = errors.New("task not found")
+
+// NewID is a fresh random task (or call-for-proposals) id.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
+}
 
 // finalState reports whether s ends a task.
-func finalState(s string) bool {
+func Final(s string) bool {
 	switch s {
 	case StateSucceeded, StateFailed, StateCancelled, StateExpired:
 		return true
@@ -66,6 +76,15 @@ type Task struct {
 	Rounds    []Round               `json:"rounds,omitempty"`
 	History   []Transition          `json:"history"`
 	NextRound time.Time             `json:"next_round,omitzero"`
+}
+
+// Clone is a copy of t that shares no slices with it.
+func (t *Task) Clone() *Task {
+	c := *t
+	c.Rounds = slices.Clone(t.Rounds)
+	c.History = slices.Clone(t.History)
+	c.Excluded = slices.Clone(t.Excluded)
+	return &c
 }
 
 // Transition is one state change.
@@ -129,7 +148,7 @@ const maxRounds = 20
 
 // addRound numbers r and keeps it, folding it into the previous entry
 // when both went alike; it keeps the last maxRounds entries.
-func (t *Task) addRound(r Round) {
+func (t *Task) AddRound(r Round) {
 	r.N, r.Through, r.LastTime = 1, 0, time.Time{}
 	if n := len(t.Rounds); n > 0 {
 		last := &t.Rounds[n-1]
@@ -146,7 +165,7 @@ func (t *Task) addRound(r Round) {
 }
 
 // setState records a transition (no-op when unchanged).
-func (t *Task) setState(s, note string, now time.Time) {
+func (t *Task) SetState(s, note string, now time.Time) {
 	if t.State == s && note == t.Message {
 		return
 	}

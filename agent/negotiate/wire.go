@@ -1,4 +1,4 @@
-package agent
+package negotiate
 
 import (
 	"bufio"
@@ -13,15 +13,23 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// Stream protocols owned by the agent (documented in PROTOCOL.md).
-const (
-	NegotiateProtocol protocol.ID = "/pcm/negotiate/1.0.0"
-	TaskProtocol      protocol.ID = "/pcm/task/1.0.0"
-	SubmitProtocol    protocol.ID = "/pcm/submit/1.0.0"
-)
+// Protocol is the negotiation stream protocol (agent/PROTOCOL.md).
+const Protocol protocol.ID = "/pcm/negotiate/1.0.0"
 
-// maxFrame bounds every negotiation, task and submit frame.
-const maxFrame = 256 << 10
+// DefaultLease is an attempt's lease when its agreement names none
+// (agreement field lease_seconds; agent/PROTOCOL.md, "Leases").
+const DefaultLease = 30 * time.Second
+
+// MaxFrame bounds every negotiation frame.
+const MaxFrame = 256 << 10
+
+// Conn is a negotiation stream: a libp2p stream, or an in-memory pipe
+// when the broker is also the provider (libp2p does not dial itself).
+type Conn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+	SetReadDeadline(time.Time) error
+}
 
 // Message kinds on /pcm/negotiate/1.0.0, in order.
 const (
@@ -35,8 +43,8 @@ const (
 	KindAborted   = "aborted"
 )
 
-// protocolVersion is the negotiation payload version.
-const protocolVersion = 1
+// Version is the negotiation payload version.
+const Version = 1
 
 // Envelope carries one signed message: Payload is the exact JSON that
 // Signer signed under the domain "negotiate/<kind>/v1".
@@ -50,7 +58,7 @@ type Envelope struct {
 func negotiateDomain(kind string) string { return "negotiate/" + kind + "/v1" }
 
 // seal signs v as a message of kind.
-func seal(id *mesh.Identity, kind string, v any) (Envelope, error) {
+func Seal(id *mesh.Identity, kind string, v any) (Envelope, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", kind, err)
@@ -63,24 +71,24 @@ func seal(id *mesh.Identity, kind string, v any) (Envelope, error) {
 }
 
 var (
-	errBadMessage = errors.New("bad negotiation message")
-	errExpired    = errors.New("message expired")
+	ErrBadMessage = errors.New("bad negotiation message")
+	ErrExpired    = errors.New("message expired")
 )
 
 // open checks the envelope's kind, signer and signature and decodes its
 // payload into v.
-func open(env Envelope, kind, wantSigner string, v any) error {
+func Open(env Envelope, kind, wantSigner string, v any) error {
 	if env.Kind != kind {
-		return fmt.Errorf("%w: got %q, want %q", errBadMessage, env.Kind, kind)
+		return fmt.Errorf("%w: got %q, want %q", ErrBadMessage, env.Kind, kind)
 	}
 	if wantSigner != "" && env.Signer != wantSigner {
-		return fmt.Errorf("%w: %s signed by %s, want %s", errBadMessage, kind, env.Signer, wantSigner)
+		return fmt.Errorf("%w: %s signed by %s, want %s", ErrBadMessage, kind, env.Signer, wantSigner)
 	}
 	if err := (mesh.Verifier{}).Verify(env.Signer, negotiateDomain(kind), env.Payload, env.Sig); err != nil {
-		return fmt.Errorf("%w: %w", errBadMessage, err)
+		return fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
 	if err := json.Unmarshal(env.Payload, v); err != nil {
-		return fmt.Errorf("%w: %s payload: %w", errBadMessage, kind, err)
+		return fmt.Errorf("%w: %s payload: %w", ErrBadMessage, kind, err)
 	}
 	return nil
 }
@@ -154,11 +162,11 @@ type AbortedMsg struct {
 	Reason string `json:"reason"`
 }
 
-func writeEnv(w io.Writer, env Envelope) error { return mesh.WriteFrame(w, env, maxFrame) }
+func WriteEnv(w io.Writer, env Envelope) error { return mesh.WriteFrame(w, env, MaxFrame) }
 
-func readEnv(r *bufio.Reader) (Envelope, error) {
+func ReadEnv(r *bufio.Reader) (Envelope, error) {
 	var env Envelope
-	err := mesh.ReadFrame(r, &env, maxFrame)
+	err := mesh.ReadFrame(r, &env, MaxFrame)
 	return env, err
 }
 
@@ -167,10 +175,10 @@ func readEnv(r *bufio.Reader) (Envelope, error) {
 // is still waiting then: not every transport honours deadlines (libp2p's
 // mocknet ignores them), and a peer that never answers must not hold a
 // negotiation forever.
-func readEnvBy(s conn, r *bufio.Reader, deadline time.Time) (Envelope, error) {
+func ReadEnvBy(s Conn, r *bufio.Reader, deadline time.Time) (Envelope, error) {
 	_ = s.SetReadDeadline(deadline)
 	t := time.AfterFunc(time.Until(deadline), func() { _ = s.Close() })
-	env, err := readEnv(r)
+	env, err := ReadEnv(r)
 	if !t.Stop() && err != nil {
 		return env, fmt.Errorf("no answer by %s: %w", deadline.Format(time.RFC3339Nano), err)
 	}

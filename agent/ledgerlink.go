@@ -8,53 +8,28 @@ import (
 	"time"
 
 	"github.com/pcm-mesh/pcm/consensus"
-	"github.com/pcm-mesh/pcm/drivers"
-	"github.com/pcm-mesh/pcm/rules"
 )
 
-// pricesFor are this provider's prices (micros per unit-hour by class) in
-// a framework: its configured prices, with a framework's fixed prices
-// winning and its ranges clamping the rest.
-func (a *Agent) pricesFor(fw *rules.Framework) map[string]int64 {
-	out := map[string]int64{}
-	for k, v := range a.cfg.Prices {
-		out[k] = int64(v * 1e6)
-	}
-	for class, pr := range fw.Pricing.Prices {
-		switch {
-		case pr.Fixed > 0:
-			out[class] = int64(pr.Fixed)
-		case out[class] < int64(pr.Min):
-			out[class] = int64(pr.Min)
-		case pr.Max > 0 && out[class] > int64(pr.Max):
-			out[class] = int64(pr.Max)
-		}
-	}
-	return out
+// ledgerLink is the ledger as the broker and provider use it: proposals
+// retried, reads through a replica when this agent is a client.
+type ledgerLink struct{ a *Agent }
+
+func (l ledgerLink) Propose(ctx context.Context, e consensus.Entry) (consensus.Receipt, error) {
+	return l.a.proposeRetry(ctx, e)
 }
 
-// pickDriver chooses the enabled driver for a task's driver kind.
-func (a *Agent) pickDriver(t *rules.Task) string {
-	if t.Driver != "" && t.Driver != "any" {
-		if _, ok := a.drivers[t.Driver]; ok {
-			return t.Driver
-		}
-		return ""
-	}
-	return a.order[0]
+func (l ledgerLink) Entries(ctx context.Context, f consensus.Filter) ([]consensus.Record, error) {
+	return l.a.ledger.Entries(ctx, f)
 }
 
-// taskSpec turns a task document into a driver spec.
-func taskSpec(id string, t *rules.Task) drivers.TaskSpec {
-	r := drivers.Resources{CPUs: t.Resources[ClassCPU], MemoryMB: int64(t.Resources[ClassMemory]), DiskMB: int64(t.Resources[ClassStorage])}
-	for k, v := range t.Resources {
-		if k == ClassGPU {
-			r.GPUs = int(v)
-		} else if len(k) > 4 && k[:4] == "gpu:" {
-			r.GPUs, r.GPUModel = int(v), k[4:]
-		}
-	}
-	return drivers.TaskSpec{ID: id, Resources: r, Command: t.Command, Script: t.Script, Image: t.Image, Env: t.Env}
+func (l ledgerLink) Entry(ctx context.Context, id string) (consensus.Record, error) {
+	return l.a.ledger.Entry(ctx, id)
+}
+
+func (l ledgerLink) AttemptEnd(agreementID string) string { return l.a.ledger.AttemptEnd(agreementID) }
+
+func (l ledgerLink) Has(ctx context.Context, agreementID string, index uint64) error {
+	return l.a.ledgerHas(ctx, agreementID, index)
 }
 
 // proposeRetry proposes e until the ledger takes it or ctx ends; retrying

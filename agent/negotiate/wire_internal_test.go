@@ -1,4 +1,4 @@
-package agent
+package negotiate
 
 import (
 	"errors"
@@ -12,15 +12,15 @@ func TestOpenRefusesForgedMessages(t *testing.T) {
 	alice, _ := mesh.GenerateIdentity()
 	mallory, _ := mesh.GenerateIdentity()
 	bid := BidMsg{V: 1, CFP: "c1", TaskID: "t1", Provider: alice.ID(), Price: 5, Expires: time.Now().Add(time.Minute)}
-	good, err := seal(alice, KindBid, bid)
+	good, err := Seal(alice, KindBid, bid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out BidMsg
-	if err := open(good, KindBid, alice.ID(), &out); err != nil || out.Price != 5 {
+	if err := Open(good, KindBid, alice.ID(), &out); err != nil || out.Price != 5 {
 		t.Fatalf("valid bid: %v %+v", err, out)
 	}
-	forged, _ := seal(mallory, KindBid, bid) // mallory bids in alice's name
+	forged, _ := Seal(mallory, KindBid, bid) // mallory bids in alice's name
 	tampered := good
 	tampered.Payload = []byte(`{"v":1,"cfp":"c1","task_id":"t1","provider":"` + alice.ID() + `","price":1}`)
 	wrongKind := good
@@ -28,14 +28,14 @@ func TestOpenRefusesForgedMessages(t *testing.T) {
 	relabelled := good
 	relabelled.Signer = mallory.ID()
 	for name, err := range map[string]error{
-		"signed by someone else": open(forged, KindBid, alice.ID(), &out),
-		"payload changed":        open(tampered, KindBid, alice.ID(), &out),
-		"kind changed":           open(wrongKind, KindConfirm, alice.ID(), &out),
-		"signer field swapped":   open(relabelled, KindBid, mallory.ID(), &out),
-		"expected another kind":  open(good, KindAward, alice.ID(), &out),
+		"signed by someone else": Open(forged, KindBid, alice.ID(), &out),
+		"payload changed":        Open(tampered, KindBid, alice.ID(), &out),
+		"kind changed":           Open(wrongKind, KindConfirm, alice.ID(), &out),
+		"signer field swapped":   Open(relabelled, KindBid, mallory.ID(), &out),
+		"expected another kind":  Open(good, KindAward, alice.ID(), &out),
 	} {
-		if !errors.Is(err, errBadMessage) {
-			t.Errorf("%s: err = %v, want errBadMessage", name, err)
+		if !errors.Is(err, ErrBadMessage) {
+			t.Errorf("%s: err = %v, want ErrBadMessage", name, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package tasks
 
 import (
 	"fmt"
@@ -21,11 +21,11 @@ func TestAddRoundFoldsAlikeRounds(t *testing.T) {
 			Outcome:    "no bid",
 		}
 	}
-	tk.addRound(declined(0, "busy"))
+	tk.AddRound(declined(0, "busy"))
 	for i := 1; i <= 28; i++ {
-		tk.addRound(declined(i, "needs 10000 cpu, has 4"))
+		tk.AddRound(declined(i, "needs 10000 cpu, has 4"))
 	}
-	tk.addRound(declined(29, "busy"))
+	tk.AddRound(declined(29, "busy"))
 	if len(tk.Rounds) != 3 {
 		t.Fatalf("%d entries, want 3 (round 1, rounds 2–29, round 30): %+v", len(tk.Rounds), tk.Rounds)
 	}
@@ -41,7 +41,7 @@ func TestAddRoundFoldsAlikeRounds(t *testing.T) {
 	}
 	// A hundred alternating rounds keep at most maxRounds entries.
 	for i := range 100 {
-		tk.addRound(declined(i, fmt.Sprint("reason ", i%2)))
+		tk.AddRound(declined(i, fmt.Sprint("reason ", i%2)))
 	}
 	if len(tk.Rounds) != maxRounds || tk.Rounds[len(tk.Rounds)-1].N != 130 {
 		t.Errorf("%d entries, last round %d; want %d and 130", len(tk.Rounds), tk.Rounds[len(tk.Rounds)-1].N, maxRounds)

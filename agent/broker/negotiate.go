@@ -1,0 +1,242 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pcm-mesh/pcm/agent/negotiate"
+	"github.com/pcm-mesh/pcm/agent/tasks"
+	"github.com/pcm-mesh/pcm/consensus"
+	"github.com/pcm-mesh/pcm/mesh"
+	"github.com/pcm-mesh/pcm/rules"
+)
+
+// offer is one candidate's open negotiation stream.
+type offer struct {
+	provider string
+	s        negotiate.Conn
+	r        *bufio.Reader
+	bid      *negotiate.BidMsg
+	reasons  []string
+	err      error
+}
+
+// negotiate sends CFPs in parallel, awards the best bid and commits the
+// agreement; rd records what happened.
+func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, ranked []rules.Scored, ps Pool, rd *tasks.Round) bool {
+	timeout := time.Duration(fw.Placement.BidTimeout)
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(b.d.Ctx, timeout)
+	defer cancel()
+	cfp := negotiate.CFP{V: negotiate.Version, ID: tasks.NewID(), TaskID: t.ID, Attempt: t.Attempt, Framework: fw.ID(), Task: t.Document, TaskHash: t.Hash, Broker: b.self, Expires: time.Now().Add(timeout)}
+	env, err := negotiate.Seal(b.d.Identity, negotiate.KindCFP, cfp)
+	if err != nil {
+		rd.Outcome = err.Error()
+		return false
+	}
+	offers := make([]*offer, len(ranked))
+	var wg sync.WaitGroup
+	for i, s := range ranked {
+		offers[i] = &offer{provider: s.Provider}
+		wg.Add(1)
+		go func(o *offer) {
+			defer wg.Done()
+			b.call(ctx, o, env, cfp)
+		}(offers[i])
+	}
+	wg.Wait()
+	defer func() {
+		for _, o := range offers {
+			if o.s != nil {
+				_ = o.s.Close()
+			}
+		}
+	}()
+	var bids []rules.Bid
+	for _, o := range offers {
+		switch {
+		case o.bid != nil:
+			bids = append(bids, rules.Bid{Provider: o.provider, Price: o.bid.Price})
+			rd.Bids = append(rd.Bids, tasks.BidRecord{Provider: o.provider, Price: o.bid.Price})
+		case o.err != nil:
+			rd.Declines = append(rd.Declines, tasks.RuledOut{Provider: o.provider, Reasons: []string{"unreachable: " + o.err.Error()}})
+		default:
+			rd.Declines = append(rd.Declines, tasks.RuledOut{Provider: o.provider, Reasons: o.reasons})
+			b.view.declined(o.provider, ps.seq[o.provider], o.reasons)
+		}
+	}
+	if len(bids) == 0 {
+		rd.Outcome = fmt.Sprintf("no bids from %d candidates", len(offers))
+		return false
+	}
+	order := fw.RankBids(rt, bids, ps.ByID)
+	// Losing bidders hold capacity for us until released: release them as
+	// soon as a winner confirms, not after the ledger commit.
+	released := map[string]bool{}
+	release := func(winner string) {
+		for _, o := range offers {
+			if o.provider == winner || o.s == nil || o.bid == nil || released[o.provider] {
+				continue
+			}
+			released[o.provider] = true
+			if rel, err := negotiate.Seal(b.d.Identity, negotiate.KindRelease, negotiate.ReleaseMsg{V: negotiate.Version, CFP: cfp.ID}); err == nil {
+				_ = negotiate.WriteEnv(o.s, rel)
+			}
+		}
+	}
+	for _, s := range order {
+		o := findOffer(offers, s.Provider)
+		if released[o.provider] {
+			break // a confirmed winner's agreement failed to commit
+		}
+		if b.award(t, fw, rt, cfp, o, rd, func() { release(o.provider) }) {
+			b.view.awarded(o.provider, ps.seq[o.provider], rt.Resources)
+			return true
+		}
+	}
+	release("")
+	if rd.Outcome == "" {
+		rd.Outcome = "no bidder confirmed"
+	}
+	return false
+}
+
+func findOffer(offers []*offer, provider string) *offer {
+	for _, o := range offers {
+		if o.provider == provider {
+			return o
+		}
+	}
+	return &offer{provider: provider}
+}
+
+// call sends the CFP to one candidate and reads its bid or decline.
+func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp negotiate.CFP) {
+	var s negotiate.Conn
+	if o.provider == b.self {
+		// Negotiating with ourselves: same protocol over an in-memory pipe.
+		mine, theirs := net.Pipe()
+		go func() { _ = b.d.Provider.Serve(theirs, b.self) }()
+		s = mine
+	} else {
+		ns, err := b.d.Mesh.NewStream(ctx, o.provider, negotiate.Protocol)
+		if err != nil {
+			o.err = err
+			return
+		}
+		s = ns
+	}
+	o.s, o.r = s, bufio.NewReaderSize(s, 4096)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := negotiate.WriteEnv(s, env); err != nil {
+		o.err = err
+		return
+	}
+	deadline := cfp.Expires
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = dl
+	}
+	resp, err := negotiate.ReadEnvBy(s, o.r, deadline)
+	if err != nil {
+		o.err = err
+		return
+	}
+	switch resp.Kind {
+	case negotiate.KindBid:
+		var bid negotiate.BidMsg
+		if err := negotiate.Open(resp, negotiate.KindBid, o.provider, &bid); err != nil {
+			o.err = err
+			return
+		}
+		if bid.CFP != cfp.ID || bid.Provider != o.provider || bid.TaskID != cfp.TaskID {
+			o.err = fmt.Errorf("%w: bid does not answer cfp %s", negotiate.ErrBadMessage, cfp.ID)
+			return
+		}
+		o.bid = &bid
+	case negotiate.KindDecline:
+		var d negotiate.DeclineMsg
+		if err := negotiate.Open(resp, negotiate.KindDecline, o.provider, &d); err != nil {
+			o.err = err
+			return
+		}
+		o.reasons = d.Reasons
+	default:
+		o.err = fmt.Errorf("%w: unexpected %q", negotiate.ErrBadMessage, resp.Kind)
+	}
+}
+
+// award sends the agreement to the winner, collects its signature and
+// commits the agreement to the ledger.
+// confirmed runs once the provider has signed, before the commit.
+func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp negotiate.CFP, o *offer, rd *tasks.Round, confirmed func()) bool {
+	if o.s == nil || o.bid == nil {
+		return false
+	}
+	ag := consensus.Agreement{
+		V: consensus.PayloadVersion, ID: fmt.Sprintf("%s-a%d", t.ID, t.Attempt), TaskID: t.ID, TaskHash: t.Hash,
+		Framework: fw.ID(), Broker: b.self, Provider: o.provider, Submitter: t.Submitter, Attempt: t.Attempt, Price: o.bid.Price,
+		LeaseSeconds: int(b.d.Lease / time.Second),
+		Resources:    rt.Resources, Driver: o.bid.Driver, Time: time.Now().UTC(),
+	}
+	entry, err := consensus.NewEntry(consensus.TypeAgreement, ag.ID, ag, b.d.Identity)
+	if err != nil {
+		rd.Outcome = err.Error()
+		return false
+	}
+	_ = o.s.SetDeadline(time.Now().Add(30 * time.Second))
+	aw, err := negotiate.Seal(b.d.Identity, negotiate.KindAward, negotiate.AwardMsg{V: negotiate.Version, CFP: cfp.ID, Agreement: entry.Payload, BrokerSig: entry.Signatures[0].Sig})
+	if err != nil || negotiate.WriteEnv(o.s, aw) != nil {
+		rd.Outcome = "award not delivered to " + o.provider
+		return false
+	}
+	resp, err := negotiate.ReadEnvBy(o.s, o.r, time.Now().Add(30*time.Second))
+	var conf negotiate.ConfirmMsg
+	if err == nil {
+		err = negotiate.Open(resp, negotiate.KindConfirm, o.provider, &conf)
+	}
+	if err == nil && o.provider != b.self { // placed on itself: one party, one signature
+		entry.Signatures = append(entry.Signatures, consensus.Signature{Signer: o.provider, Sig: conf.ProviderSig})
+		slices.SortFunc(entry.Signatures, func(x, y consensus.Signature) int { return cmpString(x.Signer, y.Signer) })
+		if verr := entry.Validate(mesh.Verifier{}); verr != nil {
+			err = verr
+		}
+	}
+	if err != nil {
+		rd.Outcome = fmt.Sprintf("winner %s did not confirm: %v", o.provider, err)
+		return false
+	}
+	confirmed()
+	ctx, cancel := context.WithTimeout(b.d.Ctx, 30*time.Second)
+	defer cancel()
+	rc, err := b.d.Ledger.Propose(ctx, entry)
+	if err != nil {
+		if ab, serr := negotiate.Seal(b.d.Identity, negotiate.KindAborted, negotiate.AbortedMsg{V: negotiate.Version, CFP: cfp.ID, Reason: err.Error()}); serr == nil {
+			_ = negotiate.WriteEnv(o.s, ab)
+		}
+		rd.Outcome = "agreement not committed: " + err.Error()
+		return b.adoptCommitted(t.ID)
+	}
+	if cm, err := negotiate.Seal(b.d.Identity, negotiate.KindCommitted, negotiate.CommittedMsg{V: negotiate.Version, CFP: cfp.ID, Index: rc.Index}); err == nil {
+		_ = negotiate.WriteEnv(o.s, cm)
+	}
+	rd.Winner, rd.Outcome = o.provider, "placed on "+o.provider
+	b.d.Metrics.Round(true)
+	b.update(t.ID, func(t *tasks.Task) bool {
+		t.AddRound(*rd)
+		t.Provider, t.AgreementID, t.Price = ag.Provider, ag.ID, ag.Price
+		if t.State == tasks.StateQueued || t.State == tasks.StateNegotiating {
+			t.SetState(tasks.StatePlaced, "agreement "+ag.ID+" committed", time.Now().UTC())
+		}
+		return true
+	})
+	return true
+}

@@ -1,0 +1,216 @@
+package provider
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/pcm-mesh/pcm/agent/negotiate"
+	"github.com/pcm-mesh/pcm/consensus"
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// HandleNegotiate serves one /pcm/negotiate/1.0.0 stream.
+func (p *Provider) HandleNegotiate(s network.Stream) {
+	if err := p.Serve(s, s.Conn().RemotePeer().String()); err != nil {
+		_ = s.Reset()
+	}
+}
+
+// Serve runs the provider side of one negotiation with remote.
+func (p *Provider) Serve(s negotiate.Conn, remote string) error {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(time.Minute))
+	err := p.negotiate(s, bufio.NewReaderSize(s, 4096), remote)
+	if err != nil {
+		p.d.Log.Info("negotiation refused", "peer", remote, "err", err)
+	}
+	return err
+}
+
+func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) error {
+	env, err := negotiate.ReadEnv(r)
+	if err != nil {
+		return err
+	}
+	var cfp negotiate.CFP
+	if err := negotiate.Open(env, negotiate.KindCFP, remote, &cfp); err != nil {
+		return err
+	}
+	now := time.Now()
+	if cfp.Broker != env.Signer {
+		return fmt.Errorf("%w: cfp broker %s is not its signer %s", negotiate.ErrBadMessage, cfp.Broker, env.Signer)
+	}
+	if now.After(cfp.Expires) || cfp.Expires.After(now.Add(5*time.Minute)) {
+		return fmt.Errorf("%w: cfp %s expires %s", negotiate.ErrExpired, cfp.ID, cfp.Expires.Format(time.RFC3339Nano))
+	}
+	if !p.firstSight(cfp.ID, cfp.Expires) {
+		return fmt.Errorf("%w: cfp %s replayed", negotiate.ErrBadMessage, cfp.ID)
+	}
+	h, reasons := p.consider(cfp, now)
+	if h == nil {
+		d, err := negotiate.Seal(p.d.Identity, negotiate.KindDecline, negotiate.DeclineMsg{V: negotiate.Version, CFP: cfp.ID, Provider: p.self, Reasons: reasons})
+		if err != nil {
+			return err
+		}
+		return negotiate.WriteEnv(s, d)
+	}
+	defer p.dropHold(cfp.ID)
+	bid, err := negotiate.Seal(p.d.Identity, negotiate.KindBid, negotiate.BidMsg{V: negotiate.Version, CFP: cfp.ID, TaskID: cfp.TaskID, Provider: p.self, Price: h.price, Driver: h.driver, Expires: h.expires})
+	if err != nil {
+		return err
+	}
+	if err := negotiate.WriteEnv(s, bid); err != nil {
+		return err
+	}
+	env, err = negotiate.ReadEnvBy(s, r, h.expires)
+	if err != nil {
+		return err
+	}
+	if env.Kind == negotiate.KindRelease {
+		return nil
+	}
+	ag, err := p.checkAward(env, cfp, h)
+	if err != nil {
+		return err
+	}
+	sig, err := p.d.Identity.Sign(consensus.DomainAgreement, ag.raw)
+	if err != nil {
+		return err
+	}
+	h.agreement = &ag.Agreement
+	p.mu.Lock()
+	h.expires = time.Now().Add(confirmedTTL)
+	p.confirmed[ag.ID] = h
+	delete(p.holds, cfp.ID)
+	p.mu.Unlock()
+	conf, err := negotiate.Seal(p.d.Identity, negotiate.KindConfirm, negotiate.ConfirmMsg{V: negotiate.Version, CFP: cfp.ID, ProviderSig: sig})
+	if err != nil {
+		return err
+	}
+	if err := negotiate.WriteEnv(s, conf); err != nil {
+		return err
+	}
+	env, err = negotiate.ReadEnvBy(s, r, time.Now().Add(confirmedTTL))
+	if err != nil {
+		return err // the ledger subscription still starts it if it commits
+	}
+	if env.Kind == negotiate.KindAborted {
+		// The broker gave up, but an agreement whose proposal timed out
+		// may still commit: keep the confirmed hold until it expires, so
+		// the ledger subscription starts the task if it does.
+		return nil
+	}
+	var cm negotiate.CommittedMsg
+	if err := negotiate.Open(env, negotiate.KindCommitted, cfp.Broker, &cm); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.d.Ledger.Has(ctx, ag.ID, cm.Index); err != nil {
+		return fmt.Errorf("agreement %s announced at index %d: %w", ag.ID, cm.Index, err)
+	}
+	p.commit(ag.ID)
+	return nil
+}
+
+// firstSight records a CFP id; false when it was seen before.
+func (p *Provider) firstSight(id string, expires time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	for k, exp := range p.seenCFP {
+		if now.After(exp) {
+			delete(p.seenCFP, k)
+		}
+	}
+	if _, seen := p.seenCFP[id]; seen {
+		return false
+	}
+	p.seenCFP[id] = expires
+	return true
+}
+
+// consider evaluates a CFP and, when this provider can take the task,
+// reserves its resources tentatively. It returns the hold, or the reasons
+// to decline.
+func (p *Provider) consider(cfp negotiate.CFP, now time.Time) (*hold, []string) {
+	task, err := p.parsed.parse("cfp "+cfp.ID, cfp.Task)
+	if err != nil {
+		return nil, []string{"task: " + err.Error()}
+	}
+	if task.Hash() != cfp.TaskHash {
+		return nil, []string{"task: document does not match task_hash"}
+	}
+	fw, err := p.d.Frameworks.Resolve(cfp.Framework)
+	if err != nil || fw.ID() != cfp.Framework {
+		return nil, []string{fmt.Sprintf("framework: %s is not known to this provider", cfp.Framework)}
+	}
+	if !p.d.Frameworks.Adheres(fw.ID()) {
+		return nil, []string{fmt.Sprintf("framework: this provider does not adhere to %s@%s", fw.Name, fw.Version)}
+	}
+	// Evaluate and reserve under one lock so two CFPs cannot both take
+	// the last free capacity.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, running := p.byTask[cfp.TaskID]; running {
+		return nil, []string{"task: an attempt of this task is still running here"}
+	}
+	ev := fw.Evaluate(task, p.selfLocked(fw, now), now)
+	if !ev.OK {
+		var rs []string
+		for _, f := range ev.Failures {
+			rs = append(rs, f.String())
+		}
+		return nil, rs
+	}
+	drv := p.pickDriver(task)
+	if drv == "" {
+		return nil, []string{fmt.Sprintf("driver: no enabled driver runs %q tasks here", task.Driver)}
+	}
+	if !p.d.Files.CanStage(drv) && (task.Outputs != nil || len(task.Inputs) > 0) {
+		return nil, []string{fmt.Sprintf("driver: %s cannot stage inputs or collect outputs; local, exec and slurm can", drv)}
+	}
+	h := &hold{cfp: cfp, task: task, res: task.Resources, price: ev.Quote, driver: drv, expires: now.Add(holdTTL)}
+	p.holds[cfp.ID] = h
+	return h, nil
+}
+
+func (p *Provider) dropHold(cfpID string) {
+	p.mu.Lock()
+	delete(p.holds, cfpID)
+	p.mu.Unlock()
+}
+
+type rawAgreement struct {
+	consensus.Agreement
+	raw []byte
+}
+
+// checkAward verifies that an award matches this provider's bid.
+func (p *Provider) checkAward(env negotiate.Envelope, cfp negotiate.CFP, h *hold) (rawAgreement, error) {
+	var aw negotiate.AwardMsg
+	if err := negotiate.Open(env, negotiate.KindAward, cfp.Broker, &aw); err != nil {
+		return rawAgreement{}, err
+	}
+	if aw.CFP != cfp.ID {
+		return rawAgreement{}, fmt.Errorf("%w: award for unknown cfp %q", negotiate.ErrBadMessage, aw.CFP)
+	}
+	var ag consensus.Agreement
+	if err := json.Unmarshal(aw.Agreement, &ag); err != nil {
+		return rawAgreement{}, fmt.Errorf("%w: agreement: %w", negotiate.ErrBadMessage, err)
+	}
+	switch {
+	case ag.Provider != p.self, ag.Broker != cfp.Broker, ag.TaskID != cfp.TaskID, ag.TaskHash != cfp.TaskHash,
+		ag.Attempt != cfp.Attempt, ag.Price != h.price, ag.Framework != cfp.Framework, ag.Driver != h.driver:
+		return rawAgreement{}, fmt.Errorf("%w: agreement %s does not match the bid", negotiate.ErrBadMessage, ag.ID)
+	}
+	if err := (mesh.Verifier{}).Verify(cfp.Broker, consensus.DomainAgreement, aw.Agreement, aw.BrokerSig); err != nil {
+		return rawAgreement{}, fmt.Errorf("%w: %w", negotiate.ErrBadMessage, err)
+	}
+	return rawAgreement{Agreement: ag, raw: aw.Agreement}, nil
+}
