@@ -50,6 +50,7 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.BoolFlag{Name: "nat-private-addrs", Usage: "treat private addresses (10/8, 172.16/12, 192.168/16, 100.64/10) as reachable from outside for AutoNAT, relays and hole punching (a private WAN or a test network)"},
 			&cli.BoolFlag{Name: "no-relay-service", Usage: "do not serve as a relay for agents behind NAT when publicly reachable"},
 			&cli.StringSliceFlag{Name: "relay", Usage: "multiaddr of a relay to reserve on when behind NAT, ending in /p2p/<peer id> (repeatable; bootstrap peers and public agents are tried too)"},
+			&cli.StringFlag{Name: "debug-pprof", EnvVars: []string{"PCM_DEBUG_PPROF"}, Usage: "serve Go runtime profiles (/debug/pprof/: CPU, goroutine, block, mutex, heap, trace) on this loopback IP:PORT, and turn block and mutex profiling on; off by default"},
 		},
 		Action: runJoin,
 	}
@@ -67,6 +68,13 @@ func runJoin(c *cli.Context) error {
 	id, err := mesh.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	if addr := c.String("debug-pprof"); addr != "" {
+		stopPprof, err := startPprof(addr, log)
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		defer stopPprof()
 	}
 	ds, err := buildDrivers(cfg, log)
 	if err != nil {
