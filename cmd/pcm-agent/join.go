@@ -35,7 +35,7 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.StringFlag{Name: "region", Usage: "provider attribute region"},
 			&cli.StringFlag{Name: "zone", Usage: "provider attribute zone"},
 			&cli.StringSliceFlag{Name: "label", Usage: "provider attribute KEY=VALUE (repeatable)"},
-			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver with default settings: local, sim, slurm, kubernetes, exec (repeatable; exec needs its plugin command in the config file's drivers.exec)", DefaultText: "local"},
+			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver: local, sim, slurm, kubernetes, exec (repeatable; only these run; each takes its settings from the config file's drivers section, or its defaults; exec needs its plugin command in drivers.exec)", DefaultText: "local"},
 			&cli.DurationFlag{Name: "advert-interval", Usage: "how often to republish the advert", DefaultText: "10s"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info"},
 			&cli.StringSliceFlag{Name: "framework", Usage: "adhere to a framework: a published id, or a file that is published first (repeatable)"},
@@ -183,9 +183,12 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 		cfg.Ledger.NonVoters = c.StringSlice("ledger-non-voter")
 	}
 	if c.IsSet("driver") {
+		// --driver chooses which drivers run; a driver the config file
+		// configures keeps its settings (drivers.sim.time_scale, ...).
+		fromFile := cfg.Drivers
 		cfg.Drivers = map[string]yaml.Node{}
 		for _, d := range c.StringSlice("driver") {
-			cfg.Drivers[d] = yaml.Node{}
+			cfg.Drivers[d] = fromFile[d]
 		}
 	}
 	// PCM_FAULT_DROP_FINAL_EVENTS=1 injects a bug for testnet/chaos.sh to catch.
