@@ -34,15 +34,18 @@ options:
                    records: rounds, history), aN.metrics.txt, plus
                    ledger.json (every ledger entry) and cpu.txt (machine busy
                    vs idle over the run, each agent's and the load client's
-                   CPU seconds, uptime). Summarize with testnet/loadprof.sh DIR.
+                   CPU seconds and run-queue wait, uptime). Summarize with testnet/loadprof.sh DIR.
   --profile-seconds SECONDS
                    length of the CPU/block/mutex profiles (default 10)
   --log-level L    agent log level (default warn)
+  --advert-interval D
+                   the agents' advert period (default 1s; the provider
+                   re-reads its drivers' free capacity every half of it)
   -h, --help       this help
 EOF
 }
 
-agents=3 tasks=500 runs=3 scale=0.001 keep=0 build=() profile="" psecs=10 loglevel=warn
+agents=3 tasks=500 runs=3 scale=0.001 keep=0 build=() profile="" psecs=10 loglevel=warn advert=1s
 TN_DIR=${PCM_TESTNET_DIR:-$TN_ROOT/testnet/.data/load}
 while (($#)); do
 	case $1 in
@@ -57,6 +60,7 @@ while (($#)); do
 	--profile) profile=$(realpath -m "${2:?}"); shift ;;
 	--profile-seconds) psecs=${2:?}; shift ;;
 	--log-level) loglevel=${2:?}; shift ;;
+	--advert-interval) advert=${2:?}; shift ;;
 	*) tn_die "unknown option $1 (see --help)" ;;
 	esac
 	shift
@@ -75,7 +79,7 @@ upargs=()
 # starting at the same time may take one in between. Retry on a clean
 # folder rather than fail.
 for try in 1 2 3; do
-	"$here/up.sh" "$agents" --no-build --dir "$TN_DIR" --driver sim --config "$TN_DIR/load-config.yaml" --log-level "$loglevel" "${upargs[@]}" >"$TN_DIR/up.out" 2>&1 && break
+	"$here/up.sh" "$agents" --no-build --dir "$TN_DIR" --driver sim --config "$TN_DIR/load-config.yaml" --log-level "$loglevel" --advert-interval "$advert" "${upargs[@]}" >"$TN_DIR/up.out" 2>&1 && break
 	((try < 3)) || break
 	tn_say "   the testnet did not start (try $try of 3; a port taken meanwhile?): retrying on fresh ports"
 	"$here/down.sh" --clean --dir "$TN_DIR" >/dev/null 2>&1 || true
@@ -95,15 +99,21 @@ cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
 # proc_ticks PID: user+system ticks of a process.
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# proc_waitms PID: milliseconds the process's threads spent runnable but
+# waiting for a CPU (run queue), summed over its live threads
+# (/proc/PID/task/*/schedstat, second field, ns).
+proc_waitms() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{w+=$2} END{printf "%d\n", w/1e6}'; }
+
 # prof_start DIR: start the profile captures of one run in the background.
 prof_start() {
 	local d=$1 a pp
 	prof_pids=()
 	read -r prof_busy0 prof_idle0 < <(cpu_ticks)
 	prof_t0=$(date +%s.%N)
-	declare -gA prof_ticks0=()
+	declare -gA prof_ticks0=() prof_wait0=()
 	for a in $(tn_agents); do
 		prof_ticks0[$a]=$(proc_ticks "$(tn_pid "$a")")
+		prof_wait0[$a]=$(proc_waitms "$(tn_pid "$a")")
 		pp="http://127.0.0.1:$(tn_get "$a" PPROF_PORT)/debug/pprof"
 		curl -sf -o "$d/$a.cpu.pb.gz" "$pp/profile?seconds=$psecs" &
 		prof_pids+=($!)
@@ -130,7 +140,8 @@ prof_end() {
 			'BEGIN{printf "wall_s\t%.2f\nmachine_busy_pct\t%.1f\t(all processes, %d CPUs; idle %.1f%%)\n", w, 100*b/(b+i), n, 100*i/(b+i)}'
 		for a in $(tn_agents); do
 			awk -v t="$(($(proc_ticks "$(tn_pid "$a")") - prof_ticks0[$a]))" -v hz="$(getconf CLK_TCK)" -v w="$(awk -v a="$prof_t0" -v b="$t1" 'BEGIN{print b-a}')" -v n="$a" \
-				'BEGIN{printf "%s_cpu_s\t%.2f\t(%.0f%% of one CPU)\n", n, t/hz, 100*t/hz/w}'
+				-v q="$(($(proc_waitms "$(tn_pid "$a")") - prof_wait0[$a]))" \
+				'BEGIN{printf "%s_cpu_s\t%.2f\t(%.0f%% of one CPU; its threads waited %.2f s runnable for a CPU)\n", n, t/hz, 100*t/hz/w, q/1000}'
 		done
 		printf 'load_client_cpu_s\t%.2f\t(user %s, sys %s, real %s)\n' "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" "$user" "$sys" "$real"
 	} >"$d/cpu.txt"
