@@ -70,7 +70,7 @@ func runJoin(c *cli.Context) error {
 		return err
 	}
 	if addr := c.String("debug-pprof"); addr != "" {
-		stopPprof, err := startPprof(addr, log)
+		_, stopPprof, err := startPprof(addr, log)
 		if err != nil {
 			return withCode(exitUsage, err)
 		}

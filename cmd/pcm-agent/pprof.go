@@ -24,18 +24,19 @@ const (
 // /debug/pprof/) on addr, its own listener beside the agent's API, and
 // turns on block and mutex profiling. addr must be a loopback address:
 // profiles show task ids, peer ids and timings, and the listener has no
-// token. It returns a func that stops the server.
-func startPprof(addr string, log *slog.Logger) (stop func(), err error) {
+// token. It returns the address it listens on and a func that stops the
+// server.
+func startPprof(addr string, log *slog.Logger) (bound string, stop func(), err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("--debug-pprof %q: want IP:PORT on a loopback address: %w", addr, err)
+		return "", nil, fmt.Errorf("--debug-pprof %q: want IP:PORT on a loopback address: %w", addr, err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("--debug-pprof %q: profiles are served on loopback only (127.0.0.1:PORT or [::1]:PORT); the listener has no token", addr)
+		return "", nil, fmt.Errorf("--debug-pprof %q: profiles are served on loopback only (127.0.0.1:PORT or [::1]:PORT); the listener has no token", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--debug-pprof: %w", err)
+		return "", nil, fmt.Errorf("--debug-pprof: %w", err)
 	}
 	runtime.SetBlockProfileRate(blockRate)
 	runtime.SetMutexProfileFraction(mutexFraction)
@@ -54,7 +55,7 @@ func startPprof(addr string, log *slog.Logger) (stop func(), err error) {
 		}
 	}()
 	log.Info("serving runtime profiles", "component", "pprof", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
-	return func() {
+	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
