@@ -31,6 +31,8 @@ options:
   --timeout SECONDS     how long to wait for convergence (default 90)
   --lease D             the lease brokers grant on attempts (default 30s)
   --log-level LEVEL     agent log level (default info)
+  --pprof               serve each agent's Go runtime profiles on a free
+                        loopback port (join --debug-pprof; PPROF_PORT in aN.env)
   --no-build            use the existing bin/pcm-agent
   -h, --help            this help
 
@@ -48,6 +50,7 @@ timeout=90
 loglevel=info
 lease=""
 build=1
+pprof=0
 while (($#)); do
 	case $1 in
 	-h | --help)
@@ -87,6 +90,7 @@ while (($#)); do
 		shift
 		;;
 	--no-build) build=0 ;;
+	--pprof) pprof=1 ;;
 	[0-9]*) n=$1 ;;
 	*)
 		usage >&2
@@ -142,9 +146,15 @@ if ((existing == 0)); then
 		api=$(tn_free_port)
 		id=$("$PCM_BIN" --api "http://127.0.0.1:$api" --data-dir "$TN_DIR/$name" -o json id --init | jq -r .peer_id)
 		printf 'NAME=%s\nP2P_PORT=%s\nAPI_PORT=%s\nPEER_ID=%s\n' "$name" "$p2p" "$api" "$id" >"$TN_DIR/$name.env"
+		pp=()
+		if ((pprof)); then
+			pport=$(tn_free_port)
+			printf 'PPROF_PORT=%s\n' "$pport" >>"$TN_DIR/$name.env"
+			pp=(--debug-pprof "127.0.0.1:$pport")
+		fi
 		args=(--listen "127.0.0.1:$p2p" --api-listen "127.0.0.1:$api" --advert-interval "$advert"
 			--log-level "$loglevel" --region "${regions[$(((i - 1) % 3))]}" --label "testnet=$name"
-			--price "cpu=0.0$((i % 9 + 1))" --price memory=0.0001 "${fwargs[@]}")
+			--price "cpu=0.0$((i % 9 + 1))" --price memory=0.0001 "${fwargs[@]}" "${pp[@]}")
 		for d in "${drivers[@]}"; do
 			args+=(--driver "$d")
 		done

@@ -35,7 +35,7 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.StringFlag{Name: "region", Usage: "provider attribute region"},
 			&cli.StringFlag{Name: "zone", Usage: "provider attribute zone"},
 			&cli.StringSliceFlag{Name: "label", Usage: "provider attribute KEY=VALUE (repeatable)"},
-			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver with default settings: local, sim, slurm, kubernetes, exec (repeatable; exec needs its plugin command in the config file's drivers.exec)", DefaultText: "local"},
+			&cli.StringSliceFlag{Name: "driver", Usage: "enable a driver: local, sim, slurm, kubernetes, exec (repeatable; only these run; each takes its settings from the config file's drivers section, or its defaults; exec needs its plugin command in drivers.exec)", DefaultText: "local"},
 			&cli.DurationFlag{Name: "advert-interval", Usage: "how often to republish the advert", DefaultText: "10s"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info"},
 			&cli.StringSliceFlag{Name: "framework", Usage: "adhere to a framework: a published id, or a file that is published first (repeatable)"},
@@ -50,6 +50,7 @@ otherwise. Settings come from --config (YAML); flags override the file.`,
 			&cli.BoolFlag{Name: "nat-private-addrs", Usage: "treat private addresses (10/8, 172.16/12, 192.168/16, 100.64/10) as reachable from outside for AutoNAT, relays and hole punching (a private WAN or a test network)"},
 			&cli.BoolFlag{Name: "no-relay-service", Usage: "do not serve as a relay for agents behind NAT when publicly reachable"},
 			&cli.StringSliceFlag{Name: "relay", Usage: "multiaddr of a relay to reserve on when behind NAT, ending in /p2p/<peer id> (repeatable; bootstrap peers and public agents are tried too)"},
+			&cli.StringFlag{Name: "debug-pprof", EnvVars: []string{"PCM_DEBUG_PPROF"}, Usage: "serve Go runtime profiles (/debug/pprof/: CPU, goroutine, block, mutex, heap, trace) on this loopback IP:PORT, and turn block and mutex profiling on; off by default"},
 		},
 		Action: runJoin,
 	}
@@ -67,6 +68,13 @@ func runJoin(c *cli.Context) error {
 	id, err := mesh.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	if addr := c.String("debug-pprof"); addr != "" {
+		_, stopPprof, err := startPprof(addr, log)
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		defer stopPprof()
 	}
 	ds, err := buildDrivers(cfg, log)
 	if err != nil {
@@ -175,9 +183,12 @@ func joinConfig(c *cli.Context) (agent.Config, error) {
 		cfg.Ledger.NonVoters = c.StringSlice("ledger-non-voter")
 	}
 	if c.IsSet("driver") {
+		// --driver chooses which drivers run; a driver the config file
+		// configures keeps its settings (drivers.sim.time_scale, ...).
+		fromFile := cfg.Drivers
 		cfg.Drivers = map[string]yaml.Node{}
 		for _, d := range c.StringSlice("driver") {
-			cfg.Drivers[d] = yaml.Node{}
+			cfg.Drivers[d] = fromFile[d]
 		}
 	}
 	// PCM_FAULT_DROP_FINAL_EVENTS=1 injects a bug for testnet/chaos.sh to catch.

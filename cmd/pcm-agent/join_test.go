@@ -2,10 +2,16 @@ package main
 
 import (
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pcm-mesh/pcm/agent"
 )
 
 func runApp(t *testing.T, args ...string) error {
@@ -97,5 +103,57 @@ func TestJoinHelp(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("join --help lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// --driver chooses the drivers that run and keeps the settings the config
+// file gives them (testnet/load.sh passes --driver sim with a file that
+// sets drivers.sim.time_scale).
+func TestJoinDriverFlagKeepsFileSettings(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(file, []byte("drivers:\n  sim:\n    time_scale: 0.001\n  local: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want map[string]string // driver → its settings as JSON
+	}{
+		{"file only", nil, map[string]string{"sim": `{"time_scale":0.001}`, "local": `{}`}},
+		{"flag keeps the file's settings", []string{"--driver", "sim"}, map[string]string{"sim": `{"time_scale":0.001}`}},
+		{"flag adds a driver with defaults", []string{"--driver", "sim", "--driver", "slurm"}, map[string]string{"sim": `{"time_scale":0.001}`, "slurm": `{}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := newApp()
+			app.Writer, app.ErrWriter = io.Discard, io.Discard
+			var got agent.Config
+			for _, cmd := range app.Commands {
+				if cmd.Name == "join" {
+					cmd.Action = func(c *cli.Context) error {
+						var err error
+						got, err = joinConfig(c)
+						return err
+					}
+				}
+			}
+			args := append([]string{"pcm-agent", "--data-dir", dir, "join", "--config", file}, tt.args...)
+			if err := app.Run(args); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Drivers) != len(tt.want) {
+				t.Errorf("drivers %v, want %v", slices.Sorted(maps.Keys(got.Drivers)), slices.Sorted(maps.Keys(tt.want)))
+			}
+			for name, want := range tt.want {
+				b, err := driverJSON(name, got.Drivers[name])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(b) != want {
+					t.Errorf("drivers.%s = %s, want %s", name, b, want)
+				}
+			}
+		})
 	}
 }
