@@ -96,7 +96,7 @@ func (a *Agent) fingerprintLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.refreshFingerprints(ctx); err != nil && ctx.Err() == nil {
+			if err := a.fpRefresh.Do(); err != nil && ctx.Err() == nil {
 				a.log.Warn("fingerprint", "err", err)
 			}
 		}

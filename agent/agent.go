@@ -16,6 +16,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/pcm-mesh/pcm/agent/broker"
+	"github.com/pcm-mesh/pcm/agent/internal/group"
 	"github.com/pcm-mesh/pcm/agent/provider"
 	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/agent/web"
@@ -74,6 +75,9 @@ type Agent struct {
 
 	fpMu sync.Mutex
 	fp   map[string]drivers.Fingerprint
+	// fpRefresh runs refreshFingerprints for every caller waiting at once
+	// (a provider refreshes when an attempt starts and when it ends).
+	fpRefresh group.Group
 	// advertisedFree is the free capacity the last advert carried.
 	advertisedFree map[string]float64
 
@@ -164,6 +168,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.runCtx = cancel, runCtx
+	a.fpRefresh.Fn = func() error { return a.refreshFingerprints(runCtx) }
 	a.provider = provider.New(a.providerDeps())
 	if err := a.node.Start(ctx); err != nil {
 		cancel()

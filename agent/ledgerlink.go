@@ -14,8 +14,17 @@ import (
 // retried, reads through a replica when this agent is a client.
 type ledgerLink struct{ a *Agent }
 
+// Propose returns once this agent's view of the ledger holds e.
 func (l ledgerLink) Propose(ctx context.Context, e consensus.Entry) (consensus.Receipt, error) {
 	return l.a.proposeRetry(ctx, e)
+}
+
+// Commit returns once e is committed, without waiting for this agent's
+// replica to apply it: for agreements and task events, which their
+// proposer does not read back at once (a provider that must see an
+// agreement waits for it: Has).
+func (l ledgerLink) Commit(ctx context.Context, e consensus.Entry) (consensus.Receipt, error) {
+	return l.a.proposeUntil(ctx, e, l.a.ledger.ProposeCommitted)
 }
 
 func (l ledgerLink) Entries(ctx context.Context, f consensus.Filter) ([]consensus.Record, error) {
@@ -33,11 +42,17 @@ func (l ledgerLink) Has(ctx context.Context, agreementID string, index uint64) e
 }
 
 // proposeRetry proposes e until the ledger takes it or ctx ends; retrying
-// with the same entry id is safe because the ledger is idempotent.
+// with the same entry id is safe because the ledger is idempotent. It
+// returns once this agent's replica applied the entry.
 func (a *Agent) proposeRetry(ctx context.Context, e consensus.Entry) (consensus.Receipt, error) {
+	return a.proposeUntil(ctx, e, a.ledger.Propose)
+}
+
+// proposeUntil retries propose with e until the ledger takes or refuses it.
+func (a *Agent) proposeUntil(ctx context.Context, e consensus.Entry, propose func(context.Context, consensus.Entry) (consensus.Receipt, error)) (consensus.Receipt, error) {
 	backoff := 50 * time.Millisecond
 	for {
-		rc, err := a.ledger.Propose(ctx, e)
+		rc, err := propose(ctx, e)
 		if err == nil {
 			return rc, nil
 		}

@@ -79,7 +79,7 @@ type providerHost struct{ a *Agent }
 
 func (h providerHost) Capacity() mesh.Advert                       { return h.a.capacityAdvert() }
 func (h providerHost) Prices(fw *rules.Framework) map[string]int64 { return h.a.pricesFor(fw) }
-func (h providerHost) Refresh(ctx context.Context) error           { return h.a.refreshFingerprints(ctx) }
+func (h providerHost) Refresh(context.Context) error               { return h.a.fpRefresh.Do() }
 func (h providerHost) Republish()                                  { h.a.republishIfMoved() }
 
 // providerFiles stages inputs and collects outputs (results*.go).

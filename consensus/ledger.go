@@ -273,10 +273,21 @@ var errRetry = errors.New("proposal not appended; retry")
 // record's receipt with Duplicate set. When the leader changes during the
 // proposal it returns ErrOutcomeUnknown: retry with the same entry.
 func (l *Ledger) Propose(ctx context.Context, e Entry) (Receipt, error) {
-	return l.propose(ctx, e, 0)
+	return l.propose(ctx, e, 0, true)
 }
 
-func (l *Ledger) propose(ctx context.Context, e Entry, hops int) (Receipt, error) {
+// ProposeCommitted is Propose without waiting for this replica to apply
+// the entry: it returns once the leader has applied it. For a proposer
+// that does not read the entry back at once (a broker's agreement, a
+// provider's task event): a follower learns of the commit only with the
+// leader's next append, which under load is most of a proposal's time.
+func (l *Ledger) ProposeCommitted(ctx context.Context, e Entry) (Receipt, error) {
+	return l.propose(ctx, e, 0, false)
+}
+
+// propose commits e, waiting for the local replica to apply it when
+// waitLocal is set.
+func (l *Ledger) propose(ctx context.Context, e Entry, hops int, waitLocal bool) (Receipt, error) {
 	if l.closed() {
 		return Receipt{}, ErrClosed
 	}
@@ -314,7 +325,7 @@ func (l *Ledger) propose(ctx context.Context, e Entry, hops int) (Receipt, error
 			err = errRetry
 		}
 		if err == nil {
-			if l.Role() != RoleClient {
+			if waitLocal && l.Role() != RoleClient {
 				if werr := l.WaitApplied(ctx, rec.Index); werr != nil {
 					return rec, fmt.Errorf("committed at index %d but not yet applied here: %w", rec.Index, werr)
 				}

@@ -95,7 +95,7 @@ func (l *Ledger) handle(ctx context.Context, req request, remote string) respons
 			break
 		}
 		var r Receipt
-		r, err = l.propose(ctx, *req.Entry, req.Hops)
+		r, err = l.propose(ctx, *req.Entry, req.Hops, true)
 		resp.Receipt = &r
 	case opEntries:
 		f := Filter{}

@@ -117,7 +117,7 @@ func BenchmarkPlacementThroughput(b *testing.B) {
 	agents := m.Running()
 	b.ResetTimer()
 	start := time.Now()
-	brokers, ids := submitAll(b, agents, b.N)
+	brokers, ids := submitAll(b, agents, b.N, simTask)
 	for i, id := range ids {
 		waitPlaced(b, brokers[i], id)
 	}

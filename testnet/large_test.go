@@ -28,19 +28,24 @@ deadline: 30m
 retries: 2
 `)
 
-// submitAll submits n sim tasks round-robin over the running agents, as
-// users of every agent would: one submitter per agent, all at once. It
-// returns (broker, task id) pairs.
-func submitAll(t testing.TB, agents []*agent.Agent, n int) ([]*agent.Agent, []string) {
+// submitAll submits n tasks of doc round-robin over the running agents, as
+// users of every agent would: several submitters per agent, all at once.
+// It returns (broker, task id) pairs.
+func submitAll(t testing.TB, agents []*agent.Agent, n int, doc []byte) ([]*agent.Agent, []string) {
 	t.Helper()
 	brokers := make([]*agent.Agent, n)
 	ids := make([]string, n)
-	errs := make([]error, len(agents))
+	// Several users per agent: task i goes to agent i mod len(agents),
+	// submitted by its user i mod (len(agents) * usersPerAgent).
+	const usersPerAgent = 8
+	users := len(agents) * usersPerAgent
+	errs := make([]error, users)
 	var wg sync.WaitGroup
-	for k, a := range agents {
+	for k := range users {
+		a := agents[k%len(agents)]
 		wg.Go(func() {
-			for i := k; i < n; i += len(agents) {
-				task, err := a.Submit(simTask, fmt.Sprintf("sim-%d.yaml", i))
+			for i := k; i < n; i += users {
+				task, err := a.Submit(doc, fmt.Sprintf("sim-%d.yaml", i))
 				if err != nil {
 					errs[k] = fmt.Errorf("submit %d to %s: %w", i, a.ID(), err)
 					return
@@ -146,7 +151,7 @@ func TestLarge(t *testing.T) {
 	t.Logf("%d agents started in %s, mesh converged after %s, RSS peak %.0f MiB", nAgents, started.Round(time.Millisecond), converged.Round(time.Millisecond), rssMiB())
 
 	placeStart := time.Now()
-	brokers, ids := submitAll(t, m.Running(), nTasks)
+	brokers, ids := submitAll(t, m.Running(), nTasks, simTask)
 	nextLog := time.Now()
 	done := map[string]bool{}
 	m.WaitFor(20*time.Minute, fmt.Sprintf("%d tasks to succeed", nTasks), func() bool {
@@ -211,7 +216,7 @@ func TestMocknetKillRestartPartition(t *testing.T) {
 	m := StartMocknet(t, MockOptions{N: 5, AdvertInterval: 200 * time.Millisecond})
 	m.WaitForMesh(30 * time.Second)
 
-	brokers, ids := submitAll(t, m.Running(), 10)
+	brokers, ids := submitAll(t, m.Running(), 10, simTask)
 	m.WaitFor(60*time.Second, "10 tasks to succeed", func() bool {
 		return countStates(t.Context(), brokers, ids, nil)[agent.StateSucceeded] == 10
 	})
@@ -232,7 +237,7 @@ func TestMocknetKillRestartPartition(t *testing.T) {
 
 	// Kill a ledger voter (agent 1 joined second, so it votes) and bring it back.
 	m.Kill(1)
-	brokers, ids = submitAll(t, m.Running(), 5)
+	brokers, ids = submitAll(t, m.Running(), 5, simTask)
 	m.WaitFor(60*time.Second, "5 tasks to succeed with agent 1 down", func() bool {
 		return countStates(t.Context(), brokers, ids, nil)[agent.StateSucceeded] == 5
 	})

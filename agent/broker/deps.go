@@ -38,8 +38,13 @@ type Deps struct {
 // Ledger is what the broker needs of the ledger, as a replica or a client.
 type Ledger interface {
 	// Propose proposes e until the ledger takes or refuses it or ctx
-	// ends (entry ids make retries idempotent).
+	// ends (entry ids make retries idempotent); it returns once this
+	// agent's view of the ledger holds e.
 	Propose(ctx context.Context, e consensus.Entry) (consensus.Receipt, error)
+	// Commit is Propose returning once e is committed, before this
+	// agent's replica may have applied it (an agreement: its provider
+	// waits for it, and the broker does not read it back).
+	Commit(ctx context.Context, e consensus.Entry) (consensus.Receipt, error)
 	Entries(ctx context.Context, f consensus.Filter) ([]consensus.Record, error)
 	// AttemptEnd is the first final event recorded for an agreement
 	// ("" while there is none).

@@ -217,7 +217,7 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 	confirmed()
 	ctx, cancel := context.WithTimeout(b.d.Ctx, 30*time.Second)
 	defer cancel()
-	rc, err := b.d.Ledger.Propose(ctx, entry)
+	rc, err := b.d.Ledger.Commit(ctx, entry)
 	if err != nil {
 		if ab, serr := negotiate.Seal(b.d.Identity, negotiate.KindAborted, negotiate.AbortedMsg{V: negotiate.Version, CFP: cfp.ID, Reason: err.Error()}); serr == nil {
 			_ = negotiate.WriteEnv(o.s, ab)

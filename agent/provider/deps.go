@@ -38,9 +38,10 @@ type Deps struct {
 // Ledger is what the provider needs of the ledger, as a replica or a
 // client.
 type Ledger interface {
-	// Propose proposes e until the ledger takes or refuses it or ctx
-	// ends (entry ids make retries idempotent).
-	Propose(ctx context.Context, e consensus.Entry) (consensus.Receipt, error)
+	// Commit proposes e until the ledger takes or refuses it or ctx ends
+	// (entry ids make retries idempotent); it returns once e is
+	// committed, before this agent's replica may have applied it.
+	Commit(ctx context.Context, e consensus.Entry) (consensus.Receipt, error)
 	Entry(ctx context.Context, id string) (consensus.Record, error)
 	// Has waits until this agent's view of the ledger holds the
 	// agreement at index.
@@ -61,7 +62,8 @@ type Host interface {
 	Capacity() mesh.Advert
 	// Prices are this provider's prices in fw.
 	Prices(fw *rules.Framework) map[string]int64
-	// Refresh asks the drivers for their capacity again.
+	// Refresh asks the drivers for their capacity again; callers at once
+	// may share one run that began after they called.
 	Refresh(ctx context.Context) error
 	// Republish sends a new advert when free capacity moved far.
 	Republish()

@@ -126,6 +126,11 @@ func (p *Provider) finish(ctx context.Context, at *attempt) {
 	if err != nil && p.d.Ctx.Err() != nil {
 		return // the agent is closing; the task runs on and is recovered at the next start
 	}
+	// The capacity the attempt held is free now: count it before the
+	// outcome reaches the brokers, which then call for proposals at once.
+	if rerr := p.d.Host.Refresh(ctx); rerr != nil {
+		p.d.Log.Warn("fingerprint after an attempt", "err", rerr)
+	}
 	if err != nil {
 		st = drivers.Status{State: drivers.StateFailed, ExitCode: -1, Message: "wait: " + err.Error()}
 	}
@@ -178,7 +183,7 @@ func (p *Provider) eventWith(ag consensus.Agreement, kind string, st drivers.Sta
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := p.d.Ledger.Propose(ctx, e); err != nil {
+	if _, err := p.d.Ledger.Commit(ctx, e); err != nil {
 		p.d.Log.Error("record task event", "event", te.ID, "err", err)
 	}
 }

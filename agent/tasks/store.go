@@ -10,20 +10,23 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/pcm-mesh/pcm/agent/internal/group"
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
 // Store keeps broker task records under "task/" in the agent's state
 // database (consensus.OpenDB), beside the ledger's state. A durable put (a
 // submission, a placement, an outcome: what acknowledges something) is
-// synced before it returns. Intermediate states (negotiating and back,
-// round details), which a restarted broker re-derives, are kept in memory
-// and written together every pendingFlush, or with the next durable put,
-// unsynced: one write for many, where each used to be a commit of its
-// own. Reads see the pending records.
+// written and synced before it returns, together with every other record
+// waiting then: the durable puts of concurrent submissions and rounds
+// share one write batch and one sync (group commit), where each used to
+// be a write of its own, serialized, then a sync. Intermediate states
+// (negotiating and back, round details), which a restarted broker
+// re-derives, are kept in memory and written every pendingFlush, or with
+// the next durable put, unsynced. Reads see the pending records.
 type Store struct {
 	db     *badger.DB
-	synced groupSync // durable puts share syncs (group commit)
+	synced group.Group // durable puts share one write and one sync (group commit)
 
 	wmu sync.Mutex // serializes writes, so a pending record never overwrites a later one
 
@@ -59,7 +62,12 @@ func OpenStore(db *badger.DB, oldDir string, log *slog.Logger) (*Store, error) {
 		}
 	}
 	s := &Store{db: db, pending: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{}), log: log}
-	s.synced.sync = db.Sync
+	s.synced.Fn = func() error {
+		if err := s.write(); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return db.Sync()
+	}
 	go s.flushLoop()
 	return s, nil
 }
@@ -71,39 +79,45 @@ func (s *Store) Put(t *Task, durable bool) error {
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", t.ID, err)
 	}
+	s.mu.Lock()
+	s.pending[t.ID] = b
+	s.mu.Unlock()
 	if !durable {
-		s.mu.Lock()
-		s.pending[t.ID] = b
-		s.mu.Unlock()
 		return nil
 	}
-	if err := s.write(t.ID, b); err != nil {
-		return fmt.Errorf("write task %s: %w", t.ID, err)
-	}
-	if err := s.synced.do(); err != nil {
-		return fmt.Errorf("sync task %s: %w", t.ID, err)
+	// A group write that starts after this point takes the record along.
+	if err := s.synced.Do(); err != nil {
+		return fmt.Errorf("store task %s: %w", t.ID, err)
 	}
 	return nil
 }
 
-// write writes the pending records and, when id is not empty, id's record
-// b, in one batch (one sync).
-func (s *Store) write(id string, b []byte) error {
+// write writes the pending records in one batch. Records it could not
+// write stay pending (unless a later one replaced them) for the next try.
+func (s *Store) write() (err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
 	batch := s.pending
 	s.pending = map[string][]byte{}
 	s.mu.Unlock()
-	if id != "" {
-		batch[id] = b
-	}
 	if len(batch) == 0 {
 		return nil
 	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		s.mu.Lock()
+		for id, b := range batch {
+			if _, newer := s.pending[id]; !newer {
+				s.pending[id] = b
+			}
+		}
+		s.mu.Unlock()
+	}()
 	// A ledger snapshot being restored into the database (the FSM's
 	// keys are dropped first) blocks its writes for a moment: wait it out.
-	var err error
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		if err = s.writeBatch(batch); !errors.Is(err, badger.ErrBlockedWrites) || wait > 5*time.Second {
 			return err
@@ -132,7 +146,7 @@ func (s *Store) flushLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.write("", nil); err != nil {
+			if err := s.write(); err != nil {
 				s.log.Warn("write task states", "err", err)
 			}
 		}
@@ -172,7 +186,7 @@ func (s *Store) Get(id string) (*Task, error) {
 
 // all reads every task record (pending ones included).
 func (s *Store) All() ([]*Task, error) {
-	if err := s.write("", nil); err != nil {
+	if err := s.write(); err != nil {
 		return nil, fmt.Errorf("write task states: %w", err)
 	}
 	var out []*Task
@@ -197,5 +211,5 @@ func (s *Store) All() ([]*Task, error) {
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
-	return s.write("", nil)
+	return s.write()
 }

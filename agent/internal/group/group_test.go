@@ -1,4 +1,4 @@
-package tasks
+package group
 
 import (
 	"errors"
@@ -8,24 +8,24 @@ import (
 	"testing"
 )
 
-func TestGroupSyncSharesSyncs(t *testing.T) {
+func TestGroupShares(t *testing.T) {
 	var syncs atomic.Int32
 	release := make(chan struct{})
-	g := groupSync{sync: func() error {
+	g := Group{Fn: func() error {
 		if syncs.Add(1) == 1 {
 			<-release // hold the first sync so the others pile up behind it
 		}
 		return nil
 	}}
 	first := make(chan error)
-	go func() { first <- g.do() }()
+	go func() { first <- g.Do() }()
 	for syncs.Load() == 0 {
 		runtime.Gosched() // until the first sync is running
 	}
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			if err := g.do(); err != nil {
+			if err := g.Do(); err != nil {
 				t.Error(err)
 			}
 		})
@@ -48,8 +48,8 @@ func TestGroupSyncSharesSyncs(t *testing.T) {
 		t.Fatalf("%d syncs for 51 writers, 50 of which waited together; want 2", n)
 	}
 	boom := errors.New("disk on fire")
-	g.sync = func() error { return boom }
-	if err := g.do(); !errors.Is(err, boom) {
+	g.Fn = func() error { return boom }
+	if err := g.Do(); !errors.Is(err, boom) {
 		t.Fatalf("do() = %v, want the sync's error", err)
 	}
 }
