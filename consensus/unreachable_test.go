@@ -27,23 +27,26 @@ import (
 // only learns of it from its own timeouts.
 type cable struct {
 	pc     net.PacketConn
-	target *net.UDPAddr
+	target atomic.Pointer[net.UDPAddr]
 	cut    atomic.Bool
+	// drop, when set, decides instead of cut whether a packet from or to
+	// client is lost (cableSwitch: either end's node is cut off).
+	drop func(client net.Addr) bool
 
 	mu       sync.Mutex
 	upstream map[string]*net.UDPConn // one socket to the target per client address
 }
 
-func newCable(t *testing.T, target string) *cable {
+// newCable opens the cable's socket; packets flow once it has a target.
+func newCable(t testing.TB, target string) *cable {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta, err := net.ResolveUDPAddr("udp4", target)
-	if err != nil {
-		t.Fatal(err)
+	c := &cable{pc: pc, upstream: map[string]*net.UDPConn{}}
+	if target != "" {
+		c.setTarget(t, target)
 	}
-	c := &cable{pc: pc, target: ta, upstream: map[string]*net.UDPConn{}}
 	go c.serve()
 	t.Cleanup(func() {
 		_ = pc.Close()
@@ -56,6 +59,21 @@ func newCable(t *testing.T, target string) *cable {
 	return c
 }
 
+func (c *cable) setTarget(t testing.TB, target string) {
+	ta, err := net.ResolveUDPAddr("udp4", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.target.Store(ta)
+}
+
+func (c *cable) lost(client net.Addr) bool {
+	if c.drop != nil {
+		return c.drop(client)
+	}
+	return c.cut.Load()
+}
+
 func (c *cable) serve() {
 	buf := make([]byte, 64<<10)
 	for {
@@ -63,13 +81,14 @@ func (c *cable) serve() {
 		if err != nil {
 			return
 		}
-		if c.cut.Load() {
+		target := c.target.Load()
+		if target == nil || c.lost(from) {
 			continue
 		}
 		c.mu.Lock()
 		up, ok := c.upstream[from.String()]
 		if !ok {
-			if up, err = net.DialUDP("udp4", nil, c.target); err != nil {
+			if up, err = net.DialUDP("udp4", nil, target); err != nil {
 				c.mu.Unlock()
 				continue
 			}
@@ -89,19 +108,65 @@ func (c *cable) back(up *net.UDPConn, client net.Addr) {
 		if err != nil {
 			return
 		}
-		if !c.cut.Load() {
+		if !c.lost(client) {
 			_, _ = c.pc.WriteTo(buf[:n], client)
 		}
 	}
 }
 
-func (c *cable) addr(t *testing.T) ma.Multiaddr {
+func (c *cable) addr(t testing.TB) ma.Multiaddr {
 	_, port, _ := net.SplitHostPort(c.pc.LocalAddr().String())
 	a, err := ma.NewMultiaddr("/ip4/127.0.0.1/udp/" + port + "/quic-v1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// cableSwitch gives every node of a test cluster a cable (QUIC only) and
+// cuts nodes off: a cut-off node's packets, to it or from it, are lost.
+// libp2p's QUIC dials from the socket it listens on, so a node's packets
+// to another node's cable come from the node's listen address.
+type cableSwitch struct {
+	mu     sync.Mutex
+	cut    map[string]bool   // node id
+	byAddr map[string]string // listen address (host:port) → node id
+}
+
+func newCableSwitch() *cableSwitch {
+	return &cableSwitch{cut: map[string]bool{}, byAddr: map[string]string{}}
+}
+
+// plug opens node id's cable; connect it to the node's host with attach.
+func (s *cableSwitch) plug(t testing.TB, id string) *cable {
+	c := newCable(t, "")
+	c.drop = func(client net.Addr) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.cut[id] || s.cut[s.byAddr[client.String()]]
+	}
+	return c
+}
+
+// attach points node id's cable at its host's QUIC listen address.
+func (s *cableSwitch) attach(t testing.TB, c *cable, id string, h host.Host) {
+	for _, a := range h.Network().ListenAddresses() {
+		if p, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+			addr := net.JoinHostPort("127.0.0.1", p)
+			s.mu.Lock()
+			s.byAddr[addr] = id
+			s.mu.Unlock()
+			c.setTarget(t, addr)
+			return
+		}
+	}
+	t.Fatal("host has no QUIC listen address")
+}
+
+func (s *cableSwitch) set(id string, cut bool) {
+	s.mu.Lock()
+	s.cut[id] = cut
+	s.mu.Unlock()
 }
 
 func quicHost(t *testing.T, s *testSigner) host.Host {
