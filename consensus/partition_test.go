@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestLeaderCutOffMajorityElects: the leader of a 3-voter ledger over
@@ -78,4 +80,45 @@ func TestLeaderCutOffMajorityElects(t *testing.T) {
 			return true
 		})
 	}
+}
+
+// TestJoinPastAnUnreachablePeer: a node that joins through a list whose
+// first peer's network is down still gets in through the next one. Each
+// peer's request used to last as long as the whole join's context (a
+// minute for an agent's rejoin) or until QUIC gave the connection up
+// (30 s), so the peers after a dead one were asked late or never.
+func TestJoinPastAnUnreachablePeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	c := newTestCluster(t, 4, false, nil)
+	c.cables = newCableSwitch()
+	formCluster(t, c, 3)
+	eventually(t, 20*time.Second, "3 voters", func() bool {
+		return len(membership(t, c.nodes[0].Ledger()).Voters) == 3
+	})
+	// A follower drops off the network; the other two keep a leader.
+	ld := c.leader(10 * time.Second)
+	cut := (ld + 1) % 3
+	l := c.start(3, false)
+	// The joiner is connected to that peer already (as agents of a mesh
+	// are), so a request to it opens a stream at once and then waits.
+	h, dead := c.nodes[3].host, c.nodes[cut].host
+	if err := h.Connect(t.Context(), peer.AddrInfo{ID: dead.ID(), Addrs: dead.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the joiner to know the peer speaks the ledger protocol", func() bool {
+		p, _ := h.Peerstore().SupportsProtocols(dead.ID(), LedgerProtocol)
+		return len(p) == 1
+	})
+	c.cables.set(c.nodes[cut].signer.ID(), true)
+	// Less than QUIC's 30 s idle timeout, which ended the wait before.
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Second)
+	defer cancel()
+	start := time.Now()
+	role, err := l.Join(ctx, c.ids(cut, ld))
+	if err != nil {
+		t.Fatalf("join through an unreachable peer, then the leader: %v (after %s)", err, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("joined as %s after %s", role, time.Since(start).Round(time.Millisecond))
 }
