@@ -28,10 +28,12 @@ options:
   --partition S after the task, cut the ledger leader's interface for S
                 seconds (past voter_timeout, 30 s, the majority removes
                 it) while 5 tasks are submitted to it, then heal; checks
-                that nothing of the cut-off broker committed meanwhile,
-                that within 30 s of the heal every agent is back on one
-                head (the old leader rejoins by itself), and that the
-                cut-off broker's tasks finish
+                that the majority has a leader and its API answers (an
+                agent that does not answer leaves a goroutine dump in
+                its log), that nothing of the cut-off broker committed
+                meanwhile, that within 30 s of the heal every agent is
+                back on one head (the old leader rejoins by itself), and
+                that the cut-off broker's tasks finish
   --keep        leave the namespaces and agents running; clean up later
                 with: testnet/netns.sh --cleanup
   --cleanup     remove what a --keep run left and exit
