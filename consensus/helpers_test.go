@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/gostream"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // testSigner is an Ed25519 libp2p identity; its ID is a real peer ID.
@@ -138,6 +139,7 @@ type testCluster struct {
 	config func(*Config)
 	logger *slog.Logger
 	nodes  []*testNode
+	cables *cableSwitch // when set, nodes speak QUIC through cables it can cut
 }
 
 func newTestCluster(t testing.TB, n int, inmem bool, config func(*Config)) *testCluster {
@@ -212,14 +214,26 @@ func (c *testCluster) start(i int, bootstrap bool) *Ledger {
 }
 
 func (c *testCluster) wireLibp2p(n *testNode, cfg *Config) {
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(n.signer.priv),
 		libp2p.ListenAddrStrings(n.addr),
 		libp2p.ResourceManager(&network.NullResourceManager{}),
 		libp2p.DisableRelay(),
-	)
+	}
+	var cab *cable
+	if c.cables != nil {
+		// Peers learn only the cable's address, so all traffic to the
+		// node passes through it.
+		cab = c.cables.plug(c.t, n.signer.ID())
+		opts[1] = libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1")
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return []ma.Multiaddr{cab.addr(c.t)} }))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		c.t.Fatalf("libp2p host: %v", err)
+	}
+	if cab != nil {
+		c.cables.attach(c.t, cab, n.signer.ID(), h)
 	}
 	n.addr = h.Addrs()[0].String()
 	for _, o := range c.nodes {

@@ -40,6 +40,10 @@ type ReplicaStatus struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// joinCallTimeout bounds one join request to one peer: the leader may
+// take up to 10 s to add a replica (AddVoter), plus a forward.
+const joinCallTimeout = 15 * time.Second
+
 // Join asks the peers in via (any replica forwards to the leader) to add this
 // node, and retries until one answers or ctx ends. The leader adds a voter
 // while there are fewer than MaxVoters, else a non-voter while there are
@@ -61,7 +65,11 @@ func (l *Ledger) Join(ctx context.Context, via []string) (Role, error) {
 			if err != nil {
 				return RoleClient, err
 			}
-			resp, err := l.call(ctx, p, request{Op: opJoin, Join: sj})
+			// Bounded per peer: a peer whose network went down never
+			// answers, and the next one in via may well be the way in.
+			cctx, cancel := context.WithTimeout(ctx, joinCallTimeout)
+			resp, err := l.call(cctx, p, request{Op: opJoin, Join: sj})
+			cancel()
 			if err == nil {
 				l.logger.Info("joined the ledger", "role", resp.Role, "via", shortID(p))
 				return resp.Role, nil

@@ -28,10 +28,12 @@ options:
   --partition S after the task, cut the ledger leader's interface for S
                 seconds (past voter_timeout, 30 s, the majority removes
                 it) while 5 tasks are submitted to it, then heal; checks
-                that nothing of the cut-off broker committed meanwhile,
-                that within 30 s of the heal every agent is back on one
-                head (the old leader rejoins by itself), and that the
-                cut-off broker's tasks finish
+                that the majority has a leader and its API answers (an
+                agent that does not answer leaves a goroutine dump in
+                its log), that nothing of the cut-off broker committed
+                meanwhile, that within 30 s of the heal every agent is
+                back on one head (the old leader rejoins by itself), and
+                that the cut-off broker's tasks finish
   --keep        leave the namespaces and agents running; clean up later
                 with: testnet/netns.sh --cleanup
   --cleanup     remove what a --keep run left and exit
@@ -139,6 +141,20 @@ if ((build)); then
 fi
 
 addr() { printf '10.231.0.%d' $((10 + $1)); }
+
+# dump_goroutines I: an agent that stopped answering its API writes every
+# goroutine's stack to its log (Go's SIGQUIT dump; the agent exits), once.
+dumped=""
+dump_goroutines() {
+	[[ $dumped == *" $1 "* ]] && return 0
+	dumped+=" $1 "
+	local pid
+	echo "  a$1: $(ncurl "$1" /v1/status | jq -c .ledger || echo "no answer to /v1/status")"
+	for pid in $(ip netns pids "$PREFIX-a$1" 2>/dev/null); do
+		kill -QUIT "$pid" 2>/dev/null || true
+	done
+	echo "  a$1: goroutine dump (SIGQUIT) in $TN_DIR/a$1.log"
+}
 nsx() {
 	local ns=$1
 	shift
@@ -273,6 +289,9 @@ if ((partition > 0)); then
 	for ((i = 1; i <= n; i++)); do [[ ${ids[i]} == "$leader" ]] && L=$i; done
 	((L > 0)) || tn_die "no ledger leader to cut off"
 	M=$((L % n + 1)) # an agent of the majority
+	for ((i = 1; i <= n; i++)); do
+		echo "  a$i before the cut: $(ncurl "$i" /v1/status | jq -c .ledger || echo "no answer to /v1/status")"
+	done
 	echo "[partition] cutting the ledger leader a$L off for ${partition}s (eth0 down in its namespace)"
 	nsx "$PREFIX-a$L" ip link set eth0 down
 	runlog="$TN_DIR/runlog.txt"
@@ -293,14 +312,30 @@ if ((partition > 0)); then
 			sleep 1
 		done
 		if [[ -z $got ]]; then
-			echo "FAIL: a$M (majority side) did not answer /v1/ledger/entries in 5 tries; cannot tell whether task $id got an agreement there"
+			# Unknown, not a violation: the safety check could not ask. It
+			# still fails the run, as an API that stopped answering.
+			echo "UNKNOWN: a$M (majority side) did not answer /v1/ledger/entries in 5 tries; cannot tell whether task $id got an agreement there (FAIL: the API must answer)"
 			rc=1
+			dump_goroutines "$M"
 		elif [[ $got != 0 ]]; then
 			echo "FAIL: task $id of the cut-off broker got an agreement on the majority side"
 			rc=1
 		fi
 	done
-	echo "[partition] majority: $(ncurl "$M" /v1/ledger/members | jq -c '{leader, voters}'); cut-off a$L: $(ncurl "$L" /v1/status | jq -c .ledger)"
+	majority=$(ncurl "$M" /v1/ledger/members | jq -c '{leader, voters}') || majority="no answer"
+	echo "[partition] majority: $majority; cut-off a$L: $(ncurl "$L" /v1/status | jq -c .ledger)"
+	if [[ $majority == "no answer" ]]; then
+		echo "FAIL: a$M did not answer /v1/ledger/members within 3 s (whether the majority has a leader is unknown)"
+		rc=1
+		dump_goroutines "$M"
+	elif [[ $(jq -r '.leader // ""' <<<"$majority") == "" ]]; then
+		echo "FAIL: the majority side has no ledger leader ${partition}s into the partition"
+		rc=1
+		for ((i = 1; i <= n; i++)); do
+			((i == L)) && continue
+			dump_goroutines "$i"
+		done
+	fi
 	nsx "$PREFIX-a$L" ip link set eth0 up
 	healed=$SECONDS
 	back=0
