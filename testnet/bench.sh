@@ -98,7 +98,7 @@ etcd_up() {
 	local -a client peer
 	mkdir -p "$dir"
 	# Not $(tn_free_port): a subshell forgets the ports it handed out.
-	local -a ports
+	local -a ports=()
 	local p
 	while ((${#ports[@]} < 6)); do
 		p=$((20000 + RANDOM % 40000))
@@ -275,7 +275,9 @@ END {
 	}
 }' "$out" | column -t -s $'\t'
 }
-table main
-echo
+((ledger_only)) || {
+	table main
+	echo
+}
 table ledger
 exit "$fail"
