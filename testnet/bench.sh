@@ -176,8 +176,8 @@ etcd_run() {
 
 ETCD=${ETCD:-$(command -v etcd || true)}
 etcd_ok=0
-if [[ -z $ETCD ]]; then
-	tn_say "etcd not found: printing pcm's ledger figures alone. For the side-by-side"
+if [[ -z $ETCD || ! -x $ETCD ]]; then
+	tn_say "etcd not found${ETCD:+ at $ETCD}: printing pcm's ledger figures alone. For the side-by-side"
 	tn_say "comparison: apt-get install etcd-server (Debian), or set ETCD=/path/to/etcd."
 elif ! (cd "$TN_ROOT/testnet/etcdbench" && go build -o "$work/etcdbench" .); then
 	tn_say "could not build testnet/etcdbench (its module needs go.etcd.io/etcd/client/v3): printing pcm's ledger figures alone"
