@@ -159,7 +159,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			all = append(all, &c.Entries[j])
 		}
 	}
-	sigOK := f.verifyAll(all)
+	sigOK, decoded := f.verifyAll(all)
 
 	w := &writer{db: f.db, txn: f.db.NewTransaction(true)}
 	defer func() { w.txn.Discard() }()
@@ -186,7 +186,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				res[j].Err = err
 				f.recordRefused(w, l.Index, j, e, err)
 			} else {
-				rec, dup, err := f.applyEntry(w, h, e)
+				rec, dup, err := f.applyEntry(w, h, e, decoded[k])
 				switch {
 				case err != nil:
 					res[j].Err = err
@@ -228,9 +228,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 // verifyAll checks the signatures of entries not verified by this process
 // already (at propose time), in parallel: every replica checks every entry
 // once, so a leader cannot commit what a follower would refuse. It returns
-// one error per entry.
-func (f *fsm) verifyAll(entries []*Entry) []error {
+// one error per entry, and the payloads it decoded on the way (nil for
+// entries it did not check), so that apply need not decode them again.
+func (f *fsm) verifyAll(entries []*Entry) ([]error, []payload) {
 	errs := make([]error, len(entries))
+	decoded := make([]payload, len(entries))
 	var todo []int
 	for i, e := range entries {
 		if !f.verified.has(e) {
@@ -238,7 +240,7 @@ func (f *fsm) verifyAll(entries []*Entry) []error {
 		}
 	}
 	if len(todo) == 0 {
-		return errs
+		return errs, decoded
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(todo))
 	var wg sync.WaitGroup
@@ -247,21 +249,27 @@ func (f *fsm) verifyAll(entries []*Entry) []error {
 		go func() {
 			defer wg.Done()
 			for n := w; n < len(todo); n += workers {
-				e := entries[todo[n]]
-				errs[todo[n]] = e.Validate(f.verifier)
+				i := todo[n]
+				p, err := entries[i].decode()
+				if err == nil {
+					err = entries[i].verifySignatures(p.signers(), f.verifier)
+				}
+				errs[i], decoded[i] = err, p
 			}
 		}()
 	}
 	wg.Wait()
-	return errs
+	return errs, decoded
 }
 
-// applyEntry checks e against the state and writes it. dup reports an id
-// already applied with the same payload (rec is then the original record).
-func (f *fsm) applyEntry(w *writer, h head, e *Entry) (rec Record, dup bool, err error) {
-	p, err := e.decode()
-	if err != nil {
-		return rec, false, err
+// applyEntry checks e against the state and writes it; p is e's decoded
+// payload, or nil to decode it here. dup reports an id already applied
+// with the same payload (rec is then the original record).
+func (f *fsm) applyEntry(w *writer, h head, e *Entry, p payload) (rec Record, dup bool, err error) {
+	if p == nil {
+		if p, err = e.decode(); err != nil {
+			return rec, false, err
+		}
 	}
 	idKey := idKey(e.Type, e.ID)
 	if idx, ok, err := w.getIndex(idKey); err != nil {

@@ -52,7 +52,19 @@ func OpenDB(dir string, logger *slog.Logger) (*badger.DB, error) {
 //   - No index cache: table indexes stay in memory, which for a database
 //     of this size is kilobytes.
 //   - 16 MiB value log files: fewer bytes preallocated on a small disk.
+//   - Values up to 1 KiB in the tree, larger ones in the value log; in the
+//     synced raft store, up to 64 KiB (a raft log of a batch of up to
+//     about 45 entries): a synced commit of a value in the value log costs
+//     two syncs (value log, then the memtable's WAL, an msync of a mapped
+//     file), of one in the tree one. One-log appends took 2.9 ms instead
+//     of 3.8 ms (loaded machine), and a commit waits for one on the leader
+//     and one on a follower. Values already in the value log stay
+//     readable: the threshold only decides where new writes go.
 func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) {
+	threshold := int64(1 << 10)
+	if sync {
+		threshold = 64 << 10 // at most 15 % of a memtable (157 KiB), Badger's limit
+	}
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(sync).
 		WithLogger(badgerLogger{logger}).
@@ -63,7 +75,7 @@ func openBadger(dir string, sync bool, logger *slog.Logger) (*badger.DB, error) 
 		WithIndexCacheSize(0).
 		WithCompression(options.None).
 		WithNumCompactors(2).
-		WithValueThreshold(1 << 10)
+		WithValueThreshold(threshold)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open badger database in %s (is another agent using this data dir?): %w", dir, err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 )
 
@@ -156,5 +157,42 @@ func TestStoreStableKeys(t *testing.T) {
 	last, _ := s2.LastIndex()
 	if first != 7 || last != 8 {
 		t.Fatalf("bounds after reopen = %d, %d; want 7, 8", first, last)
+	}
+}
+
+// TestStoreOpensValueLogLayout: a raft store written when every value
+// over 1 KiB went to the value log (before the synced store kept values
+// up to 64 KiB in the tree) reads back the same logs, and takes new ones.
+func TestStoreOpensValueLogLayout(t *testing.T) {
+	dir := t.TempDir()
+	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
+		WithMemTableSize(1 << 20).WithValueLogFileSize(16 << 20).WithValueThreshold(1 << 10)
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &Store{db: db}
+	big := string(bytes.Repeat([]byte("v"), 4<<10)) // over the old threshold: in the value log
+	for i := uint64(1); i <= 50; i++ {
+		if err := old.StoreLog(testLog(i, big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.StoreLog(testLog(51, big)); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 51; i++ {
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil || l.Index != i || string(l.Data) != big {
+			t.Fatalf("log %d: index %d, %d bytes, %v", i, l.Index, len(l.Data), err)
+		}
 	}
 }
