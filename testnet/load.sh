@@ -37,6 +37,10 @@ options:
                    CPU seconds and run-queue wait, uptime). Summarize with testnet/loadprof.sh DIR.
   --profile-seconds SECONDS
                    length of the CPU/block/mutex profiles (default 10)
+  --cpu C          CPUs each task asks for (default 1: 3 agents × 16 CPUs
+                   hold 48 at once, so most tasks wait for a slot to free;
+                   0.05 lets the mesh hold every task at once, measuring
+                   placement alone)
   --log-level L    agent log level (default warn)
   --advert-interval D
                    the agents' advert period (default 1s; the provider
@@ -45,7 +49,7 @@ options:
 EOF
 }
 
-agents=3 tasks=500 runs=3 scale=0.001 keep=0 build=() profile="" psecs=10 loglevel=warn advert=1s
+agents=3 tasks=500 runs=3 cpu=1 scale=0.001 keep=0 build=() profile="" psecs=10 loglevel=warn advert=1s
 TN_DIR=${PCM_TESTNET_DIR:-$TN_ROOT/testnet/.data/load}
 while (($#)); do
 	case $1 in
@@ -54,6 +58,7 @@ while (($#)); do
 	--tasks) tasks=${2:?}; shift ;;
 	--runs) runs=${2:?}; shift ;;
 	--time-scale) scale=${2:?}; shift ;;
+	--cpu) cpu=${2:?}; shift ;;
 	--dir) TN_DIR=${2:?}; shift ;;
 	--keep) keep=1 ;;
 	--no-build) build=(--no-build) ;;
@@ -158,6 +163,7 @@ targets=()
 for ((i = 1; i <= agents; i++)); do
 	targets+=(--target "$(tn_api "a$i")")
 done
+printf 'name: load\nresources:\n  cpu: "%s"\n  memory: 16Mi\ndriver: sim\ncommand: [simulated]\ndeadline: 30m\n' "$cpu" >"$TN_DIR/load-task.yaml"
 results="$TN_DIR/load.jsonl"
 : >"$results"
 for ((r = 1; r <= runs; r++)); do
@@ -167,7 +173,7 @@ for ((r = 1; r <= runs; r++)); do
 		prof_start "$profile/run$r"
 	fi
 	TIMEFORMAT='%R %U %S'
-	{ time "$TN_ROOT/bin/pcm-agent" load "${targets[@]}" --tasks "$tasks" --concurrency "$tasks" -o json 2>"$TN_DIR/load.err" | jq -c --arg up "$(uptime)" '. + {uptime: $up}' >>"$results"; } 2>"$TN_DIR/load.time"
+	{ time "$TN_ROOT/bin/pcm-agent" load "${targets[@]}" --file "$TN_DIR/load-task.yaml" --tasks "$tasks" --concurrency "$tasks" -o json 2>"$TN_DIR/load.err" | jq -c --arg up "$(uptime)" '. + {uptime: $up}' >>"$results"; } 2>"$TN_DIR/load.time"
 	[[ -z $profile ]] || prof_end "$profile/run$r"
 	# let the sim tasks of this run end before the next
 	sleep 2
