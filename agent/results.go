@@ -179,11 +179,13 @@ func (a *Agent) FetchResults(ctx context.Context, taskID string, progress result
 // providers on the DHT (asked only then: a lookup takes a while).
 func (a *Agent) fetchResults(ctx context.Context, w results.Want, progress results.Progress, first ...string) (results.Meta, error) {
 	known := a.peersByConnection(a.otherPeers(nil, first...))
+	var partiesErr error
 	if _, held := a.res.store.Get(w.Digest); held || len(known) > 0 {
 		m, err := a.res.fetcher.Fetch(ctx, w, known, progress)
 		if err == nil || errors.Is(err, results.ErrRefused) || ctx.Err() != nil {
 			return m, err
 		}
+		partiesErr = err
 		a.log.Info("results not fetched from the task's parties; asking the DHT", "digest", w.Digest, "err", err)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -196,7 +198,15 @@ func (a *Agent) fetchResults(ctx context.Context, w results.Want, progress resul
 	for _, ai := range ais {
 		found = append(found, ai.ID.String())
 	}
-	return a.res.fetcher.Fetch(ctx, w, a.peersByConnection(a.otherPeers(known, found...)), progress)
+	more := a.peersByConnection(a.otherPeers(known, found...))
+	if len(more) == 0 && partiesErr != nil {
+		return results.Meta{}, fmt.Errorf("%w (the DHT named no other holder)", partiesErr)
+	}
+	m, err := a.res.fetcher.Fetch(ctx, w, more, progress)
+	if err != nil && partiesErr != nil {
+		return m, fmt.Errorf("%w; before that, from the task's parties: %w", err, partiesErr)
+	}
+	return m, err
 }
 
 // otherPeers lists ids, once each, without this agent and those in skip.

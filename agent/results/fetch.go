@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -28,7 +29,15 @@ var (
 	// errUnavailable: the holder does not have it (any more) or did not
 	// understand the request; another holder may do.
 	errUnavailable = errors.New("unavailable")
+	// errNotYet: the holder's ledger does not show the attempt's end yet;
+	// the same holder is asked again shortly.
+	errNotYet = errors.New("not known to the holder yet")
 )
+
+// NotYetWait bounds how long a fetch keeps asking a holder whose ledger
+// lags (answer "not_yet") before it turns to the next holder.
+const NotYetWait = 20 * time.Second
+
 
 // Dialer opens streams to peers; *mesh.Node is one.
 type Dialer interface {
@@ -157,7 +166,7 @@ func (f *Fetcher) fetch(ctx context.Context, w Want, holders []string, progress 
 		if !sizeKnown {
 			w.Size = 0
 		}
-		m, resumed, err := f.fetchFrom(ctx, &w, h, progress)
+		m, resumed, err := f.fetchFromWhenKnown(ctx, &w, h, progress)
 		if errors.Is(err, ErrCorrupt) && resumed {
 			// The bytes kept from an earlier holder may be the bad ones:
 			// the partial file is dropped; try this holder from the start.
@@ -182,6 +191,27 @@ func (f *Fetcher) fetch(ctx context.Context, w Want, holders []string, progress 
 		errs = append(errs, err)
 	}
 	return Meta{}, fmt.Errorf("results %s: %w", w.Digest, errors.Join(errs...))
+}
+
+// fetchFromWhenKnown is fetchFrom, asked again with a growing pause
+// while the holder answers "not_yet" (its replica of the ledger has not
+// applied the attempt's final event: it is committed, so it will), for
+// up to NotYetWait.
+func (f *Fetcher) fetchFromWhenKnown(ctx context.Context, w *Want, holder string, progress Progress) (Meta, bool, error) {
+	deadline := time.Now().Add(NotYetWait)
+	pause := 50 * time.Millisecond
+	for {
+		m, resumed, err := f.fetchFrom(ctx, w, holder, progress)
+		if !errors.Is(err, errNotYet) || time.Now().Add(pause).After(deadline) {
+			return m, resumed, err
+		}
+		select {
+		case <-ctx.Done():
+			return m, resumed, err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
 
 // fetchFrom continues the partial file from one holder.
@@ -222,8 +252,11 @@ func (f *Fetcher) fetchFrom(ctx context.Context, w *Want, holder string, progres
 		return Meta{}, resumed, fmt.Errorf("read answer: %w", err)
 	}
 	if !resp.OK {
-		if resp.Code == CodeForbidden {
+		switch resp.Code {
+		case CodeForbidden:
 			return Meta{}, resumed, fmt.Errorf("%w: %s", ErrRefused, resp.Error)
+		case CodeNotYet:
+			return Meta{}, resumed, fmt.Errorf("%w: %w: %s", errUnavailable, errNotYet, resp.Error)
 		}
 		return Meta{}, resumed, fmt.Errorf("%w: %s", errUnavailable, resp.Error)
 	}

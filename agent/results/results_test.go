@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -306,4 +307,32 @@ func TestServerRefusesBadRequests(t *testing.T) {
 	if sent.Load() != 0 {
 		t.Fatalf("the holder sent %d archive bytes to bad requests", sent.Load())
 	}
+}
+
+// A holder whose ledger lags answers "not_yet": the fetch asks it again
+// until it knows (the provider's replica applies the attempt's final
+// event a little after the broker's; CI saw a fetch give up there).
+func TestFetchAsksAgainWhileTheHolderSaysNotYet(t *testing.T) {
+	holder, me := newHost(t), newHost(t)
+	connect(t, me, holder)
+	src := newStore(t)
+	m := makeArchive(t, src, 64<<10)
+	var asked atomic.Int64
+	holder.SetStreamHandler(results.Protocol, (&results.Server{Store: src, Log: slog.New(slog.DiscardHandler),
+		Authorize: func(context.Context, string, results.Meta, results.Request) error {
+			if asked.Add(1) <= 3 {
+				return fmt.Errorf("%w: attempt has no final event here yet", results.ErrNotYet)
+			}
+			return nil
+		}}).Handle)
+	f := &results.Fetcher{Store: newStore(t), Dial: dialer{me}, Log: slog.New(slog.DiscardHandler)}
+	want := results.Want{Digest: m.Digest, Size: m.Size, TaskID: m.TaskID, AgreementID: m.AgreementID}
+	got, err := f.Fetch(t.Context(), want, []string{holder.ID().String()}, nil)
+	if err != nil {
+		t.Fatalf("fetch from a holder that knows on the 4th ask: %v", err)
+	}
+	if n := asked.Load(); n != 4 {
+		t.Fatalf("the holder was asked %d times, want 4", n)
+	}
+	checkHeld(t, f.Store, got, m)
 }
