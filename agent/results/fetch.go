@@ -38,7 +38,6 @@ var (
 // lags (answer "not_yet") before it turns to the next holder.
 const NotYetWait = 20 * time.Second
 
-
 // Dialer opens streams to peers; *mesh.Node is one.
 type Dialer interface {
 	NewStream(ctx context.Context, peerID string, p protocol.ID) (network.Stream, error)
