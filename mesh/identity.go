@@ -115,6 +115,9 @@ func (i *Identity) Sign(domain string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", domain, err)
 	}
+	// What this process signed it need not verify: a ledger entry it
+	// authored is checked again when it is proposed and applied here.
+	verified.add(sigKey(i.ID(), domain, payload, sig))
 	return sig, nil
 }
 

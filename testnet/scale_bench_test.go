@@ -65,7 +65,7 @@ var smallSimTask = bytes.Replace(bytes.Replace(simTask, []byte(`cpu: "1"`), []by
 func benchPlaceAll(b *testing.B, agents []*agent.Agent, doc []byte) {
 	const tasks = 1000
 	var rate, rounds, cpu, submit float64
-	outcomes := map[string]int{}
+	outcomes, declines := map[string]int{}, map[string]int{}
 	b.ResetTimer()
 	for range b.N {
 		cpu0 := cpuTime()
@@ -87,11 +87,17 @@ func benchPlaceAll(b *testing.B, agents []*agent.Agent, doc []byte) {
 				o, _, _ := strings.Cut(r.Outcome, " on ")
 				o, _, _ = strings.Cut(o, " among ")
 				outcomes[o] += r.Last() - r.N + 1
+				for _, d := range r.Declines {
+					for _, why := range d.Reasons {
+						why, _, _ = strings.Cut(why, ":")
+						declines[why] += r.Last() - r.N + 1
+					}
+				}
 			}
 		}
 	}
 	b.StopTimer()
-	b.Logf("round outcomes: %v", outcomes)
+	b.Logf("round outcomes: %v; declines by rule: %v", outcomes, declines)
 	b.ReportMetric(rate/float64(b.N), "placements/s")
 	b.ReportMetric(submit/float64(b.N), "s-to-submit")
 	b.ReportMetric(rounds/float64(b.N*tasks), "rounds/task")

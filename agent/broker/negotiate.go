@@ -24,6 +24,8 @@ type offer struct {
 	bid      *negotiate.BidMsg
 	reasons  []string
 	err      error
+	cut      bool // the round stopped waiting for the answer (stream closed)
+	late     bool // cut off by the bid window
 }
 
 // negotiate sends CFPs in parallel, awards the best bid and commits the
@@ -41,17 +43,7 @@ func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, r
 		rd.Outcome = err.Error()
 		return false
 	}
-	offers := make([]*offer, len(ranked))
-	var wg sync.WaitGroup
-	for i, s := range ranked {
-		offers[i] = &offer{provider: s.Provider}
-		wg.Add(1)
-		go func(o *offer) {
-			defer wg.Done()
-			b.call(ctx, o, env, cfp)
-		}(offers[i])
-	}
-	wg.Wait()
+	offers := b.callAll(ctx, ranked, env, cfp)
 	defer func() {
 		for _, o := range offers {
 			if o.s != nil {
@@ -65,6 +57,8 @@ func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, r
 		case o.bid != nil:
 			bids = append(bids, rules.Bid{Provider: o.provider, Price: o.bid.Price})
 			rd.Bids = append(rd.Bids, tasks.BidRecord{Provider: o.provider, Price: o.bid.Price})
+		case o.late:
+			rd.Declines = append(rd.Declines, tasks.RuledOut{Provider: o.provider, Reasons: []string{fmt.Sprintf("no answer within %s of the first bid", bidWindow)}})
 		case o.err != nil:
 			rd.Declines = append(rd.Declines, tasks.RuledOut{Provider: o.provider, Reasons: []string{"unreachable: " + o.err.Error()}})
 		default:
@@ -117,7 +111,60 @@ func findOffer(offers []*offer, provider string) *offer {
 	return &offer{provider: provider}
 }
 
-// call sends the CFP to one candidate and reads its bid or decline.
+// bidWindow is how long a round waits for the other candidates once one
+// has bid. A candidate short of free capacity waits for room before it
+// answers (provider.considerWaiting); the round does not wait for it
+// while the others hold capacity for this task.
+const bidWindow = 25 * time.Millisecond
+
+// callAll sends the CFP to every candidate at once and returns their
+// offers once all have answered, or bidWindow after the first bid:
+// candidates still silent then are cut off (late).
+func (b *Broker) callAll(ctx context.Context, ranked []rules.Scored, env negotiate.Envelope, cfp negotiate.CFP) []*offer {
+	cctx, cut := context.WithCancel(ctx)
+	defer cut()
+	offers := make([]*offer, len(ranked))
+	answered := make(chan *offer, len(ranked))
+	var wg sync.WaitGroup
+	for i, s := range ranked {
+		offers[i] = &offer{provider: s.Provider}
+		wg.Add(1)
+		go func(o *offer) {
+			defer wg.Done()
+			b.call(cctx, o, env, cfp)
+			answered <- o
+		}(offers[i])
+	}
+	var window <-chan time.Time
+	windowShut := false
+	for pending := len(offers); pending > 0 && !windowShut; {
+		select {
+		case o := <-answered:
+			pending--
+			if o.bid != nil && window == nil {
+				window = time.After(bidWindow)
+			}
+		case <-window:
+			windowShut = true
+		}
+	}
+	cut()
+	wg.Wait()
+	for _, o := range offers {
+		if o.cut { // its stream is closed: nothing more to say on it
+			o.bid, o.reasons = nil, nil
+			if windowShut {
+				o.late, o.err = true, nil
+			} else if o.err == nil {
+				o.err = ctx.Err()
+			}
+		}
+	}
+	return offers
+}
+
+// call sends the CFP to one candidate and reads its bid or decline; ctx
+// ending cuts the wait for the answer.
 func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp negotiate.CFP) {
 	var s negotiate.Conn
 	if o.provider == b.self {
@@ -134,6 +181,8 @@ func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp
 		s = ns
 	}
 	o.s, o.r = s, bufio.NewReaderSize(s, 4096)
+	cutOff := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer func() { o.cut = !cutOff() }()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}

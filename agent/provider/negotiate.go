@@ -51,7 +51,7 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) e
 	if !p.firstSight(cfp.ID, cfp.Expires) {
 		return fmt.Errorf("%w: cfp %s replayed", negotiate.ErrBadMessage, cfp.ID)
 	}
-	h, reasons := p.consider(cfp, now)
+	h, reasons := p.considerWaiting(cfp)
 	if h == nil {
 		d, err := negotiate.Seal(p.d.Identity, negotiate.KindDecline, negotiate.DeclineMsg{V: negotiate.Version, CFP: cfp.ID, Provider: p.self, Reasons: reasons})
 		if err != nil {
@@ -135,54 +135,114 @@ func (p *Provider) firstSight(id string, expires time.Time) bool {
 	return true
 }
 
+// Queueing a CFP for capacity (see considerWaiting).
+const (
+	// maxQueueWait bounds how long a CFP waits here for room.
+	maxQueueWait = 1500 * time.Millisecond
+	// answerMargin is left before the CFP expires to answer in time.
+	answerMargin = 300 * time.Millisecond
+)
+
+// considerWaiting is consider, but a CFP that fails only for want of free
+// capacity, and would fit this provider's total, waits here for room (a
+// tentative hold of another negotiation dropped, an attempt ended) up to
+// maxQueueWait and until shortly before it expires, instead of being
+// declined: concurrent negotiations hold capacity on paper for
+// milliseconds, and a decline would send the task into a backoff of its
+// broker while the capacity is free again (issue 13, phantom capacity).
+func (p *Provider) considerWaiting(cfp negotiate.CFP) (*hold, []string) {
+	until := time.Now().Add(maxQueueWait)
+	if last := cfp.Expires.Add(-answerMargin); last.Before(until) {
+		until = last
+	}
+	for {
+		h, reasons, room := p.consider(cfp, time.Now())
+		if h != nil || room == nil {
+			return h, reasons
+		}
+		left := time.Until(until)
+		if left <= 0 {
+			return nil, reasons
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-room:
+			t.Stop()
+		case <-t.C:
+			return nil, reasons
+		case <-p.d.Ctx.Done():
+			t.Stop()
+			return nil, reasons
+		}
+	}
+}
+
 // consider evaluates a CFP and, when this provider can take the task,
 // reserves its resources tentatively. It returns the hold, or the reasons
-// to decline.
-func (p *Provider) consider(cfp negotiate.CFP, now time.Time) (*hold, []string) {
+// to decline; with them, when only free capacity is short and the task
+// fits this provider's total, a channel closed when capacity may free.
+func (p *Provider) consider(cfp negotiate.CFP, now time.Time) (*hold, []string, <-chan struct{}) {
 	task, err := p.parsed.parse("cfp "+cfp.ID, cfp.Task)
 	if err != nil {
-		return nil, []string{"task: " + err.Error()}
+		return nil, []string{"task: " + err.Error()}, nil
 	}
 	if task.Hash() != cfp.TaskHash {
-		return nil, []string{"task: document does not match task_hash"}
+		return nil, []string{"task: document does not match task_hash"}, nil
 	}
 	fw, err := p.d.Frameworks.Resolve(cfp.Framework)
 	if err != nil || fw.ID() != cfp.Framework {
-		return nil, []string{fmt.Sprintf("framework: %s is not known to this provider", cfp.Framework)}
+		return nil, []string{fmt.Sprintf("framework: %s is not known to this provider", cfp.Framework)}, nil
 	}
 	if !p.d.Frameworks.Adheres(fw.ID()) {
-		return nil, []string{fmt.Sprintf("framework: this provider does not adhere to %s@%s", fw.Name, fw.Version)}
+		return nil, []string{fmt.Sprintf("framework: this provider does not adhere to %s@%s", fw.Name, fw.Version)}, nil
 	}
 	// Evaluate and reserve under one lock so two CFPs cannot both take
 	// the last free capacity.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, running := p.byTask[cfp.TaskID]; running {
-		return nil, []string{"task: an attempt of this task is still running here"}
+		return nil, []string{"task: an attempt of this task is still running here"}, nil
 	}
-	ev := fw.Evaluate(task, p.selfLocked(fw, now), now)
+	self := p.selfLocked(fw, now)
+	ev := fw.Evaluate(task, self, now)
 	if !ev.OK {
 		var rs []string
+		onlyCapacity := true
 		for _, f := range ev.Failures {
 			rs = append(rs, f.String())
+			onlyCapacity = onlyCapacity && f.Rule == "capacity"
 		}
-		return nil, rs
+		if onlyCapacity && len(p.holds) > 0 {
+			// Short only because of other negotiations' tentative holds?
+			for _, h := range p.holds {
+				for k, v := range h.res {
+					self.Free[k] += v
+				}
+			}
+			if fw.Evaluate(task, self, now).OK {
+				return nil, rs, p.freed
+			}
+		}
+		return nil, rs, nil
 	}
 	drv := p.pickDriver(task)
 	if drv == "" {
-		return nil, []string{fmt.Sprintf("driver: no enabled driver runs %q tasks here", task.Driver)}
+		return nil, []string{fmt.Sprintf("driver: no enabled driver runs %q tasks here", task.Driver)}, nil
 	}
 	if !p.d.Files.CanStage(drv) && (task.Outputs != nil || len(task.Inputs) > 0) {
-		return nil, []string{fmt.Sprintf("driver: %s cannot stage inputs or collect outputs; local, exec and slurm can", drv)}
+		return nil, []string{fmt.Sprintf("driver: %s cannot stage inputs or collect outputs; local, exec and slurm can", drv)}, nil
 	}
 	h := &hold{cfp: cfp, task: task, res: task.Resources, price: ev.Quote, driver: drv, expires: now.Add(holdTTL)}
 	p.holds[cfp.ID] = h
-	return h, nil
+	return h, nil, nil
 }
 
 func (p *Provider) dropHold(cfpID string) {
 	p.mu.Lock()
-	delete(p.holds, cfpID)
+	if _, held := p.holds[cfpID]; held {
+		delete(p.holds, cfpID)
+		p.signalFreedLocked()
+	}
 	p.mu.Unlock()
 }
 

@@ -29,6 +29,9 @@ type Provider struct {
 	seenCFP   map[string]time.Time
 	attempts  map[string]*attempt // by agreement id
 	byTask    map[string]string   // task id -> agreement id running here
+	// freed is closed (and replaced) when capacity may have freed: a
+	// hold dropped, an attempt ended. CFPs waiting for room watch it.
+	freed chan struct{}
 }
 
 type hold struct {
@@ -55,7 +58,13 @@ type attempt struct {
 // New makes a provider; Start runs its lease renewals, Recover re-attaches
 // to driver tasks that outlived an earlier process.
 func New(d Deps) *Provider {
-	return &Provider{d: d, self: d.Identity.ID(), holds: map[string]*hold{}, confirmed: map[string]*hold{}, seenCFP: map[string]time.Time{}, attempts: map[string]*attempt{}, byTask: map[string]string{}}
+	return &Provider{d: d, self: d.Identity.ID(), holds: map[string]*hold{}, confirmed: map[string]*hold{}, seenCFP: map[string]time.Time{}, attempts: map[string]*attempt{}, byTask: map[string]string{}, freed: make(chan struct{})}
+}
+
+// signalFreedLocked wakes the CFPs waiting for capacity; p.mu held.
+func (p *Provider) signalFreedLocked() {
+	close(p.freed)
+	p.freed = make(chan struct{})
 }
 
 // heldLocked sums the resources of live tentative reservations; p.mu held.

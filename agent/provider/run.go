@@ -131,6 +131,9 @@ func (p *Provider) finish(ctx context.Context, at *attempt) {
 	if rerr := p.d.Host.Refresh(ctx); rerr != nil {
 		p.d.Log.Warn("fingerprint after an attempt", "err", rerr)
 	}
+	p.mu.Lock()
+	p.signalFreedLocked()
+	p.mu.Unlock()
 	if err != nil {
 		st = drivers.Status{State: drivers.StateFailed, ExitCode: -1, Message: "wait: " + err.Error()}
 	}
