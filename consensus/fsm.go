@@ -75,7 +75,7 @@ type fsm struct {
 	checkPayload func(typ string, payload []byte) error
 	refused      Counts
 	notify       func([]Record) // called after each commit, in order, on the FSM goroutine
-	agrCache     sync.Map       // agreement id → *Agreement; agreements never change once applied
+	agrs         agrCache       // decoded agreements, by id and by record index
 
 	mu      sync.Mutex // guards head and changed
 	head    head
@@ -322,7 +322,7 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry, p payload) (rec Record, du
 func (f *fsm) checkState(w *writer, p payload) error {
 	switch p := p.(type) {
 	case *Agreement:
-		prev, ok, err := latestAgreement(w.txn, p.TaskID)
+		prev, ok, err := f.latestAgreement(w.txn, p.TaskID)
 		if err != nil {
 			return err
 		}
@@ -365,7 +365,7 @@ func (f *fsm) checkState(w *writer, p payload) error {
 		if !ok {
 			return fmt.Errorf("event %q must be authored by the agreement's provider or broker as documented, not %s: %w", p.Event, p.Author, ErrRejected)
 		}
-		latest, _, err := latestAgreement(w.txn, p.TaskID)
+		latest, _, err := f.latestAgreement(w.txn, p.TaskID)
 		if err != nil {
 			return err
 		}
@@ -403,14 +403,33 @@ func (f *fsm) checkState(w *writer, p payload) error {
 }
 
 func (f *fsm) agreementByID(w *writer, id string) (*Agreement, error) {
-	if a, ok := f.agrCache.Load(id); ok {
-		return a.(*Agreement), nil
+	if a, ok := f.agrs.get(id); ok {
+		return a, nil
 	}
 	a, err := agreementByID(w, id)
 	if err == nil {
-		f.agrCache.Store(id, a)
+		f.agrs.put(id, a)
 	}
 	return a, err
+}
+
+// latestAgreement is the package's latestAgreement through the cache:
+// the index of a task's latest agreement is read, its record decoded
+// once.
+func (f *fsm) latestAgreement(txn *badger.Txn, taskID string) (Agreement, bool, error) {
+	idx, ok, err := latestAgreementIndex(txn, taskID)
+	if err != nil || !ok {
+		return Agreement{}, false, err
+	}
+	if a, ok := f.agrs.get(idx); ok {
+		return *a, true, nil
+	}
+	a, err := agreementAt(txn, idx)
+	if err != nil {
+		return Agreement{}, false, err
+	}
+	f.agrs.put(idx, &a)
+	return a, true, nil
 }
 
 func agreementByID(w *writer, id string) (*Agreement, error) {
@@ -433,23 +452,45 @@ func agreementByID(w *writer, id string) (*Agreement, error) {
 }
 
 func latestAgreement(txn *badger.Txn, taskID string) (Agreement, bool, error) {
-	var a Agreement
+	idx, ok, err := latestAgreementIndex(txn, taskID)
+	if err != nil || !ok {
+		return Agreement{}, false, err
+	}
+	a, err := agreementAt(txn, idx)
+	return a, err == nil, err
+}
+
+// latestAgreementIndex is the record index of a task's latest agreement.
+func latestAgreementIndex(txn *badger.Txn, taskID string) (uint64, bool, error) {
 	item, err := txn.Get(append(append([]byte{}, prefixAgreement...), taskID...))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return a, false, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return a, false, err
+		return 0, false, err
 	}
-	v, err := item.ValueCopy(nil)
+	var idx uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("latest agreement of task %q: index of %d bytes, want 8", taskID, len(v))
+		}
+		idx = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return idx, err == nil, err
+}
+
+// agreementAt decodes the agreement recorded at index.
+func agreementAt(txn *badger.Txn, index uint64) (Agreement, error) {
+	var a Agreement
+	rec, err := getRecord(txn, index)
 	if err != nil {
-		return a, false, err
+		return a, err
 	}
-	rec, err := getRecord(txn, binary.BigEndian.Uint64(v))
-	if err != nil {
-		return a, false, err
+	if err := json.Unmarshal(rec.Payload, &a); err != nil {
+		return a, fmt.Errorf("record %d: %w", index, err)
 	}
-	return a, true, json.Unmarshal(rec.Payload, &a)
+	return a, nil
 }
 
 // finalEvent returns how an attempt ended ("" while it has not).
