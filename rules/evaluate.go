@@ -246,6 +246,14 @@ func maxStr(m Money) string {
 // framework's strategy, best first, ties broken by provider id. The caller
 // sends calls for proposals to the first Placement.Candidates.
 func (f *Framework) Place(t *Task, ps []*Provider, now time.Time) Placement {
+	return f.PlaceFor(t, "", ps, now)
+}
+
+// PlaceFor is Place with ties among equally scored providers broken by
+// key (a task's id) as well as the task's hash: many tasks of one
+// document (an array of alike tasks) spread over equal providers instead
+// of all asking the same few, while one task always sees one order.
+func (f *Framework) PlaceFor(t *Task, key string, ps []*Provider, now time.Time) Placement {
 	f.mustValid()
 	progs, perrs := t.constraintPrograms()
 	tv := taskVars(t)
@@ -259,7 +267,7 @@ func (f *Framework) Place(t *Task, ps []*Provider, now time.Time) Placement {
 			out.Rejected = append(out.Rejected, ev)
 		}
 	}
-	out.Ranked = rank(f.c.strategy, t, cands)
+	out.Ranked = rankFor(f.c.strategy, t, key, cands)
 	slices.SortFunc(out.Rejected, func(a, b Evaluation) int { return strings.Compare(a.Provider, b.Provider) })
 	return out
 }

@@ -228,3 +228,44 @@ func TestPlaceRanksAndRejects(t *testing.T) {
 		t.Fatal("Place is not deterministic")
 	}
 }
+
+// Many tasks of one document placed on equal providers: PlaceFor with
+// each task's id spreads their first choices (Place alone sends them all
+// to the same provider, and under load every broker asked the same three
+// and was declined); one task id always sees one order.
+func TestPlaceForSpreadsAlikeTasksOverEqualProviders(t *testing.T) {
+	f := DefaultFramework()
+	task, err := ParseTask("array.yaml", []byte("name: member\nresources: {cpu: 1, memory: 64Mi}\ncommand: [x]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []*Provider
+	for i := range 10 {
+		res := map[string]float64{"cpu": 16, "memory": 16 << 30}
+		ps = append(ps, &Provider{ID: fmt.Sprintf("p%02d", i), Frameworks: []string{f.ID()}, Total: res, Free: res})
+	}
+	first := func(key string) string {
+		pl := f.PlaceFor(task, key, ps, now)
+		if len(pl.Ranked) != len(ps) {
+			t.Fatalf("%d of %d equal providers ranked: %+v", len(pl.Ranked), len(ps), pl.Rejected)
+		}
+		return pl.Ranked[0].Provider
+	}
+	unkeyed := map[string]bool{}
+	keyed := map[string]bool{}
+	for i := range 50 {
+		unkeyed[f.Place(task, ps, now).Ranked[0].Provider] = true
+		id := fmt.Sprintf("task-%d", i)
+		got := first(id)
+		keyed[got] = true
+		if again := first(id); again != got {
+			t.Fatalf("task %s ranked %s first, then %s", id, got, again)
+		}
+	}
+	if len(unkeyed) != 1 {
+		t.Fatalf("Place without a key put one document first on %d providers; want one order", len(unkeyed))
+	}
+	if len(keyed) < 5 {
+		t.Fatalf("50 task ids put first only %d of 10 equal providers: %v", len(keyed), keyed)
+	}
+}

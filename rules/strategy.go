@@ -76,9 +76,15 @@ type Scored struct {
 // rank scores and sorts candidates: best first. Ties go by a hash of the
 // task and the provider id: one task always sees the same order, and
 // tasks spread over equal providers instead of all picking the first.
-func rank(s Strategy, t *Task, cands []Candidate) []Scored {
+func rank(s Strategy, t *Task, cands []Candidate) []Scored { return rankFor(s, t, "", cands) }
+
+// rankFor is rank with ties broken by key as well as the task's hash.
+func rankFor(s Strategy, t *Task, key string, cands []Candidate) []Scored {
 	scores := s.Score(t, cands)
 	th := t.Hash()
+	if key != "" {
+		th += "\x00" + key
+	}
 	type keyed struct {
 		Scored
 		tie uint64

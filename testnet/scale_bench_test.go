@@ -89,7 +89,11 @@ func benchPlaceAll(b *testing.B, agents []*agent.Agent, doc []byte) {
 				outcomes[o] += r.Last() - r.N + 1
 				for _, d := range r.Declines {
 					for _, why := range d.Reasons {
-						why, _, _ = strings.Cut(why, ":")
+						if rule, detail, ok := strings.Cut(why, ": "); ok && rule != "unreachable" {
+							why = rule
+						} else if ok {
+							why = rule + ": " + detail[:min(len(detail), 60)]
+						}
 						declines[why] += r.Last() - r.N + 1
 					}
 				}

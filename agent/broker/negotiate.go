@@ -175,7 +175,7 @@ func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp
 	} else {
 		ns, err := b.d.Mesh.NewStream(ctx, o.provider, negotiate.Protocol)
 		if err != nil {
-			o.err = err
+			o.err, o.cut = err, ctx.Err() != nil
 			return
 		}
 		s = ns

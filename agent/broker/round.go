@@ -132,12 +132,12 @@ func (b *Broker) round(t *tasks.Task) roundOutcome {
 	b.mu.Unlock()
 	now := time.Now().UTC()
 	ps := b.Candidates(fw, t.Excluded)
-	pl := fw.Place(rt, ps.List, now)
+	pl := fw.PlaceFor(rt, t.ID, ps.List, now)
 	if len(pl.Ranked) == 0 && len(t.Excluded) > 0 {
 		// Exclusion is a preference: when no other provider can take the
 		// task, an earlier one (back again) may.
 		ps = b.Candidates(fw, nil)
-		pl = fw.Place(rt, ps.List, now)
+		pl = fw.PlaceFor(rt, t.ID, ps.List, now)
 		t.Excluded = nil
 	}
 	rd := tasks.Round{Attempt: t.Attempt, Time: now}
