@@ -32,6 +32,7 @@ var queryParams = map[string]map[string]queryKind{
 	"GET /v1/ledger/entries":  {"type": qText, "peer": qText, "task": qText, "from": qCount, "limit": qCount, "consistent": qBool},
 	"GET /v1/tasks/{id}/logs": {"offset": qCount, "follow": qBool},
 	"POST /v1/tasks":          {"name": qText},
+	"GET /v1/tasks":           {"state": qText},
 	"GET /v1/mesh/find":       {"key": qText, "count": qCount},
 	"POST /v1/tasks/plan":     {"name": qText},
 	"POST /v1/frameworks":     {"name": qText, "adhere": qBool},

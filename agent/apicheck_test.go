@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pcm-mesh/pcm/agent"
 	"github.com/pcm-mesh/pcm/testnet"
 )
 
@@ -33,7 +35,9 @@ func TestAPIRefusesBadRequests(t *testing.T) {
 		{"GET", "/v1/ledger/entries?consistent=yes", 400, "", "want 1, 0, true or false"},
 		{"GET", "/v1/ledger/entries?type=agreemnt", 400, "", "known: framework, agreement"},
 		{"GET", "/v1/ledger/entries?limt=5", 400, "", `"limt" is unknown`},
-		{"GET", "/v1/tasks?limit=abc", 400, "", "takes none"},
+		{"GET", "/v1/tasks?limit=abc", 400, "", `"limit" is unknown`},
+		{"GET", "/v1/tasks?state=runing", 400, "", `"runing" is not a task state`},
+		{"GET", "/v1/status?limit=abc", 400, "", "takes none"},
 		{"GET", "/v1/tasks/abc/logs?offset=-1", 400, "", "non-negative"},
 		{"GET", "/v1/ledger/entries?limit=5&type=agreement", 200, "", ""},
 		{"GET", "/v1/resources?region=eu-west", 200, "", ""},
@@ -65,5 +69,42 @@ func TestAPIRefusesBadRequests(t *testing.T) {
 				t.Errorf("%s: the error is %d bytes (the request is echoed back)", name, len(body))
 			}
 		}
+	}
+}
+
+// GET /v1/tasks?state= lists only the tasks in those states (the load
+// generator polls for unplaced tasks without the whole history).
+func TestAPIListsTasksByState(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	a := m.Nodes[0].Agent()
+	tk, err := a.Submit(shellTask("listed", "true"), "listed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, m, a, tk.ID, 2*time.Minute, agent.StateSucceeded)
+	list := func(q string) []string {
+		resp, err := http.Get(a.APIURL() + "/v1/tasks" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ts []*agent.Task
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&ts) != nil {
+			t.Fatalf("GET /v1/tasks%s: status %d", q, resp.StatusCode)
+		}
+		var ids []string
+		for _, t := range ts {
+			ids = append(ids, t.ID)
+		}
+		return ids
+	}
+	if got := list("?state=succeeded"); len(got) != 1 || got[0] != tk.ID {
+		t.Fatalf("?state=succeeded listed %v, want [%s]", got, tk.ID)
+	}
+	if got := list("?state=queued,negotiating,failed"); len(got) != 0 {
+		t.Fatalf("?state=queued,negotiating,failed listed %v, want none", got)
+	}
+	if got := list(""); len(got) != 1 {
+		t.Fatalf("no filter listed %v, want every task", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -295,8 +296,24 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusCreated, t)
 	})
-	mux.HandleFunc("GET /v1/tasks", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, a.Tasks())
+	mux.HandleFunc("GET /v1/tasks", func(w http.ResponseWriter, r *http.Request) {
+		want, err := statesFilter(r.URL.Query().Get("state"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		all := a.Tasks()
+		if want == nil {
+			writeJSON(w, http.StatusOK, all)
+			return
+		}
+		out := make([]*Task, 0, len(all))
+		for _, t := range all {
+			if want[t.State] {
+				out = append(out, t)
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		t, err := a.TaskStatus(r.Context(), r.PathValue("id"))
@@ -364,4 +381,23 @@ func (a *Agent) taskRoutes(mux *http.ServeMux) {
 		_, _ = w.Write(fw.Canonical())
 	})
 	mux.HandleFunc("POST /v1/frameworks", a.handlePublish)
+}
+
+// taskStates are the states a task can be in, for ?state= filters.
+var taskStates = []string{StateQueued, StateNegotiating, StatePlaced, StateRunning, StateSucceeded, StateFailed, StateCancelled, StateLost, StateExpired}
+
+// statesFilter parses ?state=queued,negotiating; nil when empty (all).
+func statesFilter(q string) (map[string]bool, error) {
+	if q == "" {
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(q, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(taskStates, s) {
+			return nil, fmt.Errorf("state: %q is not a task state; use a comma-separated list of %s", s, strings.Join(taskStates, ", "))
+		}
+		want[s] = true
+	}
+	return want, nil
 }

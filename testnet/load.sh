@@ -173,7 +173,7 @@ for ((r = 1; r <= runs; r++)); do
 		prof_start "$profile/run$r"
 	fi
 	TIMEFORMAT='%R %U %S'
-	{ time "$TN_ROOT/bin/pcm-agent" load "${targets[@]}" --file "$TN_DIR/load-task.yaml" --tasks "$tasks" --concurrency "$tasks" -o json 2>"$TN_DIR/load.err" | jq -c --arg up "$(uptime)" '. + {uptime: $up}' >>"$results"; } 2>"$TN_DIR/load.time"
+	{ time "$PCM_BIN" load "${targets[@]}" --file "$TN_DIR/load-task.yaml" --tasks "$tasks" --concurrency "$tasks" -o json 2>"$TN_DIR/load.err" | jq -c --arg up "$(uptime)" '. + {uptime: $up}' >>"$results"; } 2>"$TN_DIR/load.time"
 	[[ -z $profile ]] || prof_end "$profile/run$r"
 	# let the sim tasks of this run end before the next
 	sleep 2

@@ -125,49 +125,55 @@ func (lr *loadRun) submitAll(ctx context.Context, n, conc int, errw io.Writer) (
 	return ids, firstErr
 }
 
-// waitPlaced lists each target's tasks every 250 ms until every task is
-// placed or over, and returns them as the brokers last reported.
+// waitPlaced asks each target every 250 ms for its tasks not yet placed
+// (?state=queued,negotiating: the agents serialize only those) until none
+// of ids is among them, then lists each target's tasks once and returns
+// them as the brokers last reported.
 func (lr *loadRun) waitPlaced(ctx context.Context, ids []string, errw io.Writer) ([]*agent.Task, error) {
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
 	}
-	seen := map[string]*agent.Task{}
 	for {
+		waiting := 0
 		for _, tgt := range lr.targets {
 			var list []*agent.Task
-			if err := lr.call(ctx, http.MethodGet, tgt+"/v1/tasks", nil, &list); err != nil {
-				return nil, fmt.Errorf("list tasks at %s: %w", tgt, err)
+			if err := lr.call(ctx, http.MethodGet, tgt+"/v1/tasks?state=queued,negotiating", nil, &list); err != nil {
+				return nil, fmt.Errorf("list unplaced tasks at %s: %w", tgt, err)
 			}
 			for _, t := range list {
 				if want[t.ID] {
-					seen[t.ID] = t
+					waiting++
 				}
 			}
 		}
-		placed, over := 0, 0
-		for _, t := range seen {
-			switch {
-			case placedAt(t) != (time.Time{}):
-				placed++
-			case finalTaskState(t.State):
-				over++
-			}
-		}
-		fmt.Fprintf(errw, "\rplaced %d/%d, ended unplaced %d   ", placed, len(ids), over)
-		if placed+over == len(ids) {
-			out := make([]*agent.Task, 0, len(seen))
-			for _, t := range seen {
-				out = append(out, t)
-			}
-			return out, nil
+		fmt.Fprintf(errw, "\rplaced or ended %d/%d   ", len(ids)-waiting, len(ids))
+		if waiting == 0 {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%d of %d tasks not placed: %w", len(ids)-placed-over, len(ids), ctx.Err())
+			return nil, fmt.Errorf("%d of %d tasks not placed: %w", waiting, len(ids), ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+	var out []*agent.Task
+	for _, tgt := range lr.targets {
+		var list []*agent.Task
+		if err := lr.call(ctx, http.MethodGet, tgt+"/v1/tasks", nil, &list); err != nil {
+			return nil, fmt.Errorf("list tasks at %s: %w", tgt, err)
+		}
+		for _, t := range list {
+			if want[t.ID] {
+				out = append(out, t)
+				delete(want, t.ID)
+			}
+		}
+	}
+	if len(want) > 0 {
+		return nil, fmt.Errorf("%d of %d submitted tasks are not listed by their agents", len(want), len(ids))
+	}
+	return out, nil
 }
 
 func (lr *loadRun) call(ctx context.Context, method, url string, body []byte, out any) error {
