@@ -2,8 +2,10 @@
 // hash-chained log of signed entries (frameworks, agreements, task events,
 // settlements, membership notes) that every replica can verify.
 //
-// Layout on disk (Config.Dir, normally <data-dir>/ledger): raft/ holds the
-// raft log and stable store (Badger, synchronous writes), fsm/ is the
+// Layout on disk (Config.Dir, normally <data-dir>/ledger): wal/ holds the
+// raft log and stable store (hashicorp/raft-wal: segment files, each log
+// with a CRC-32C, synced on every append; raft's stable keys in bbolt;
+// an earlier version's Badger raft/ is moved into it once), fsm/ is the
 // agent's state database (Badger; OpenDB): the applied state under the
 // FSM's prefixes and the caller's keys under its own prefix (the agent's
 // task records, "task/"); snapshots/ holds raft's file snapshots of the

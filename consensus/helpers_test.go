@@ -21,6 +21,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/gostream"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pcm-mesh/pcm/mesh"
 )
 
 // testSigner is an Ed25519 libp2p identity; its ID is a real peer ID.
@@ -51,26 +53,13 @@ func (s *testSigner) Sign(domain string, payload []byte) ([]byte, error) {
 	return s.priv.Sign(signedBytes(domain, payload))
 }
 
-// testVerifier checks signatures against the key inside the peer ID.
+// testVerifier checks signatures as an agent does (mesh.VerifySignature),
+// without the process-wide cache: the nodes of a test share a process,
+// and each must check what it applies as a process of its own would.
 type testVerifier struct{}
 
 func (testVerifier) Verify(author, domain string, payload, sig []byte) error {
-	id, err := peer.Decode(author)
-	if err != nil {
-		return fmt.Errorf("author %q is not a peer id: %w", author, err)
-	}
-	pub, err := id.ExtractPublicKey()
-	if err != nil {
-		return err
-	}
-	ok, err := pub.Verify(signedBytes(domain, payload), sig)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("signature mismatch")
-	}
-	return nil
+	return mesh.VerifySignature(author, domain, payload, sig)
 }
 
 // testLogger routes slog to t.Log until the test ends.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -30,7 +29,7 @@ type Ledger struct {
 	cfg    Config
 	logger *slog.Logger
 
-	store *Store
+	store logStore
 	fsmDB *badger.DB // the agent's state database (OpenDB): the FSM's keys and the agent's
 	ownDB bool       // Open opened fsmDB, so Close closes it
 	fsm   *fsm
@@ -76,7 +75,7 @@ func Open(cfg Config) (*Ledger, error) {
 		}
 		ownDB = true
 	}
-	store, err := OpenStore(filepath.Join(cfg.Dir, "raft"), logger.With("db", "raft"))
+	store, err := openLogStore(cfg.Dir, logger.With("db", "raft"))
 	if err != nil {
 		if ownDB {
 			_ = db.Close()

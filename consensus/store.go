@@ -20,7 +20,9 @@ var (
 
 // Store is raft's LogStore and StableStore on one Badger database with
 // synchronous writes: a log entry or term that raft was told is stored
-// survives a crash.
+// survives a crash. It was the ledger's raft store before the
+// write-ahead log (LogDir); Open now reads it only to move an earlier
+// version's logs into that log (moveLegacyLog).
 type Store struct {
 	db *badger.DB
 
@@ -196,6 +198,27 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 		return err
 	})
 	return out, err
+}
+
+// stable returns every stable key and its value.
+func (s *Store) stable() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixStable, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[string(it.Item().Key()[len(prefixStable):])] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stable keys: %w", err)
+	}
+	return out, nil
 }
 
 // SetUint64 stores a stable integer.

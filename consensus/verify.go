@@ -33,21 +33,26 @@ func (l *Ledger) Verify(progress func(done, total uint64)) (VerifyReport, error)
 // The agent using dir must be stopped (Badger locks the directory).
 //
 // Every step is bounded (a corrupt store may block Badger itself), the raft
-// log store is checked too (each log decodes, indexes contiguous), and
-// errors name the store and the index.
+// log is checked too (each log reads back with its own index, indexes
+// contiguous, and it reaches what the state has applied), and errors name
+// the store and the index.
 func VerifyDir(dir string, v Verifier, progress func(done, total uint64)) (VerifyReport, error) {
 	db, err := openReadOnly(dir)
 	if err != nil {
 		return VerifyReport{}, err
 	}
 	rep, err := verifyDB(db, v, progress)
+	var h head
+	if err == nil {
+		h, err = readHead(db)
+	}
 	if cerr := closeBounded(db, filepath.Join(dir, "fsm")); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
 		return rep, err
 	}
-	if rerr := verifyRaftStore(dir); rerr != nil {
+	if rerr := verifyLogStore(dir, h.RaftIndex); rerr != nil {
 		return rep, rerr
 	}
 	return rep, nil

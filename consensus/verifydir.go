@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -22,7 +24,7 @@ const (
 // ErrStuck: a store did not open or close in time (likely corrupt files).
 var ErrStuck = errors.New("consensus: the store did not answer in time")
 
-// bounded runs f, giving up after d; f keeps running in the background
+// bounded runs f, giving up after d (and turning a panic into an error); f keeps running in the background
 // when it does not return (Badger offers no way to interrupt it).
 func boundedDo[T any](d time.Duration, what string, f func() (T, error)) (T, error) {
 	type out struct {
@@ -31,8 +33,15 @@ func boundedDo[T any](d time.Duration, what string, f func() (T, error)) (T, err
 	}
 	ch := make(chan out, 1)
 	go func() {
-		v, err := f()
-		ch <- out{v, err}
+		var o out
+		defer func() {
+			// bbolt panics on some corrupt pages: an error, not a crash.
+			if r := recover(); r != nil {
+				o.err = fmt.Errorf("%s failed (%v); its files are likely corrupt: restore the data dir from a replica (stop the agent, move the ledger dir aside, start it again to re-join)", what, r)
+			}
+			ch <- o
+		}()
+		o.v, o.err = f()
 	}()
 	select {
 	case o := <-ch:
@@ -64,11 +73,78 @@ func closeBounded(db *badger.DB, path string) error {
 	return err
 }
 
-// verifyRaftStore reads every raft log in dir/raft and checks that each
-// decodes and that indexes are contiguous; it names the first bad index.
-func verifyRaftStore(dir string) error {
-	path := filepath.Join(dir, "raft")
-	db, err := openReadOnlyBounded(dir, "raft")
+// verifyLogStore reads every raft log in dir/LogDir and checks that each
+// reads back with its own index, that indexes are contiguous, and that
+// the log reaches applied, the last raft index the state database has
+// applied (or a snapshot covers it): the log is synced before anything is
+// applied, so a log that ends earlier lost its tail (a segment's frame
+// failed its checksum when the log was opened). It names the first bad
+// index. Opening the log recovers a torn tail as an agent's start would.
+func verifyLogStore(dir string, applied uint64) error {
+	path := filepath.Join(dir, LogDir)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, legacyLogDir)); err == nil {
+			return verifyLegacyRaftStore(dir)
+		}
+		return fmt.Errorf("no raft log in %s (expected %s)", dir, path)
+	}
+	w, err := boundedDo(offlineOpenTimeout, "opening "+path, func() (walStore, error) {
+		return openWAL(path, slog.New(slog.DiscardHandler))
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = boundedDo(offlineCloseTimeout, "closing "+path, func() (struct{}, error) { return struct{}{}, w.Close() })
+	}()
+	first, _ := w.FirstIndex()
+	last, _ := w.LastIndex()
+	_, err = boundedDo(offlineOpenTimeout, "reading "+path, func() (struct{}, error) {
+		var l raft.Log
+		for i := first; first > 0 && i <= last; i++ {
+			if err := w.GetLog(i, &l); err != nil {
+				return struct{}{}, fmt.Errorf("raft log %s: log %d cannot be read: %w", path, i, err)
+			}
+			if l.Index != i {
+				return struct{}{}, fmt.Errorf("raft log %s: log stored at %d says index %d", path, i, l.Index)
+			}
+		}
+		return struct{}{}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if applied > last {
+		snap, err := latestSnapshotIndex(dir)
+		if err != nil {
+			return err
+		}
+		if applied > snap {
+			return fmt.Errorf("raft log %s ends at %d (snapshot at %d) but the state has applied log %d: the log lost its tail (corrupt segment); restore the data dir from a replica (stop the agent, move the ledger dir aside, start it again to re-join)", path, last, snap, applied)
+		}
+	}
+	return nil
+}
+
+// latestSnapshotIndex is the raft index of the newest snapshot in dir, 0
+// when there is none.
+func latestSnapshotIndex(dir string) (uint64, error) {
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return 0, fmt.Errorf("open ledger snapshots in %s: %w", dir, err)
+	}
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return 0, err
+	}
+	return list[0].Index, nil
+}
+
+// verifyLegacyRaftStore checks an earlier version's Badger raft store
+// (moved into the log at the agent's next start) like verifyLogStore.
+func verifyLegacyRaftStore(dir string) error {
+	path := filepath.Join(dir, legacyLogDir)
+	db, err := openReadOnlyBounded(dir, legacyLogDir)
 	if err != nil {
 		return err
 	}
