@@ -4,6 +4,7 @@ import (
 	stded "crypto/ed25519"
 	"crypto/rand"
 	"math/big"
+	"slices"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -15,7 +16,8 @@ import (
 // for good signatures and for each kind of bad one — flipped bits in R
 // and S, a non-canonical S (S+L), short and long signatures, and the
 // small-order key and signature the standard library accepts for any
-// message — so replicas running either agree on every ledger entry.
+// message — so replicas running either agree on every ledger entry; each
+// case once with a key seen for the first time and once with it cached.
 func TestVerifySignatureAgreesWithTheStandardLibrary(t *testing.T) {
 	type key struct {
 		author string
@@ -77,7 +79,7 @@ func TestVerifySignatureAgreesWithTheStandardLibrary(t *testing.T) {
 			accepted++
 		}
 	}
-	for i, k := range keys {
+	for i, k := range slices.Concat(keys, keys) { // the second time with each key expanded and cached
 		payload := make([]byte, 100+i*97)
 		_, _ = rand.Read(payload)
 		sig := stded.Sign(k.priv, signedBytes("agreement", payload))
@@ -97,6 +99,8 @@ func TestVerifySignatureAgreesWithTheStandardLibrary(t *testing.T) {
 	small := newKey(ident, nil)
 	zeroSig := append(append([]byte(nil), ident...), make([]byte, 32)...)
 	check(small, "agreement", []byte("anything"), zeroSig, "small-order key")
+	check(small, "agreement", []byte("anything else"), zeroSig, "small-order key, cached")
+	check(small, "agreement", []byte("anything else"), flip(zeroSig, 40), "small-order key, other S")
 	if accepted < len(keys) {
 		t.Fatalf("only %d of %d signatures accepted", accepted, checked)
 	}

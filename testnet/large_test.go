@@ -8,6 +8,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -125,7 +126,8 @@ func rssMiB() float64 {
 // process and places 1,000 tasks, submitted to all agents at once. It
 // takes minutes on a 2-core machine, so it only runs with PCM_LARGE=1
 // (PCM_LARGE_AGENTS and PCM_LARGE_TASKS change the sizes; PCM_PPROF=ADDR
-// serves live profiles).
+// serves live profiles; PCM_LARGE_HEAP=FILE writes the heap and the
+// goroutines once the tasks are done).
 func TestLarge(t *testing.T) {
 	if os.Getenv("PCM_LARGE") != "1" || testing.Short() {
 		t.Skip("set PCM_LARGE=1 to run the 100-agent, 1,000-task mesh (minutes)")
@@ -169,7 +171,35 @@ func TestLarge(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	t.Logf("%d tasks succeeded in %s (%.1f tasks/s); heap in use %.0f MiB, Go sys %.0f MiB, RSS peak %.0f MiB, goroutines %d",
 		nTasks, elapsed.Round(time.Millisecond), float64(nTasks)/elapsed.Seconds(), float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20), rssMiB(), runtime.NumGoroutine())
+	if path := os.Getenv("PCM_LARGE_HEAP"); path != "" {
+		writeHeapProfile(t, path)
+	}
 	checkLedgers(t, m.Running(), nTasks)
+}
+
+// writeHeapProfile writes the live heap (after a GC) to path, for
+// go tool pprof -sample_index=inuse_space, and the goroutines, counted by
+// stack, to path.goroutines.
+func writeHeapProfile(t *testing.T, path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("heap profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		t.Errorf("heap profile: %v", err)
+	}
+	g, err := os.Create(path + ".goroutines")
+	if err != nil {
+		t.Errorf("goroutine profile: %v", err)
+		return
+	}
+	defer g.Close()
+	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+		t.Errorf("goroutine profile: %v", err)
+	}
 }
 
 // checkLedgers waits until the ledger replicas among agents (clients
