@@ -100,14 +100,29 @@ func checkLedgerPayload(typ string, payload []byte) error {
 	return nil
 }
 
+// serveLedger serves the ledger protocol's streams. Each handler counts in
+// a.wg, so Close waits for it before it closes the state database the
+// handler may be reading (closing it under a reader crashed a stopping
+// agent: a fault in Badger's unmapped tables), and its stream is closed
+// when the agent stops, so a peer that does not read cannot hold Close.
 func (a *Agent) serveLedger(ln net.Listener) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		go a.ledger.ServeConn(conn)
+		a.serveLedgerConn(conn) // inside a goLoop: the count is not zero, Close's Wait may have begun
 	}
+}
+
+func (a *Agent) serveLedgerConn(conn net.Conn) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		stop := context.AfterFunc(a.runCtx, func() { _ = conn.Close() })
+		defer stop()
+		a.ledger.ServeConn(conn)
+	}()
 }
 
 // startLedger starts raft and, for agents that did not bootstrap, joins

@@ -24,8 +24,9 @@ const (
 // ErrStuck: a store did not open or close in time (likely corrupt files).
 var ErrStuck = errors.New("consensus: the store did not answer in time")
 
-// bounded runs f, giving up after d (and turning a panic into an error); f keeps running in the background
-// when it does not return (Badger offers no way to interrupt it).
+// boundedDo runs f, giving up after d and turning a panic into an error;
+// f keeps running in the background when it does not return (Badger
+// offers no way to interrupt it).
 func boundedDo[T any](d time.Duration, what string, f func() (T, error)) (T, error) {
 	type out struct {
 		v   T
