@@ -56,30 +56,19 @@ func openLogStore(dir string, logger *slog.Logger) (logStore, error) {
 	return openWAL(path, logger)
 }
 
-// walStore is the write-ahead log and its metadata database, closed
-// together (raft-wal v0.4.0's Close leaves the metadata file open, and
-// with it the lock that keeps a second process out).
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-// Close closes the log, then its metadata database.
-func (w walStore) Close() error {
-	return errors.Join(w.WAL.Close(), w.meta.Close())
-}
+// walStore is the write-ahead log, each log sealed with a checksum
+// (walsum.go).
+type walStore struct{ *wal.WAL }
 
 func openWAL(path string, logger *slog.Logger) (walStore, error) {
 	if err := walNotInUse(path); err != nil {
 		return walStore{}, err
 	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(path, wal.WithSegmentSize(walSegmentSize), wal.WithMetaStore(meta), wal.WithLogger(newHCLogger(logger)))
+	w, err := wal.Open(path, wal.WithSegmentSize(walSegmentSize), wal.WithLogger(newHCLogger(logger)))
 	if err != nil {
-		_ = meta.Close()
 		return walStore{}, fmt.Errorf("open ledger log in %s: %w", path, err)
 	}
-	return walStore{WAL: w, meta: meta}, nil
+	return walStore{w}, nil
 }
 
 // walNotInUse fails when another process holds the log's metadata file

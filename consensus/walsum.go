@@ -16,7 +16,7 @@ import (
 // write; a flipped bit anywhere else would be read back as if it were
 // data — and a leader sends what it reads to followers, which would then
 // refuse an entry the others applied. (A codec of our own cannot carry it:
-// raft-wal v0.4.0 records the built-in codec in every segment header and
+// raft-wal (v0.4.1, v0.4.2) records the built-in codec in every segment header and
 // refuses to reopen a segment written with another.)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
