@@ -127,6 +127,11 @@ if ! nsx "$probe" iptables -t nat -A POSTROUTING -o lo -j MASQUERADE 2>/dev/null
 fi
 ip netns del "$probe"
 [[ -e $NS_FILE ]] && tn_die "a NAT testnet of this checkout is up (see $NS_FILE); remove it with: testnet/nat.sh down"
+# Namespaces of this checkout that an earlier run left without a record
+# (its cleanup failed or its folder was removed): nothing uses them.
+for ns in $(ip netns list | awk '{print $1}' | grep "^$PREFIX-" || true); do
+	ip netns del "$ns" 2>/dev/null || true
+done
 rm -rf "$NAT_DIR"
 mkdir -p "$NAT_DIR"
 ((keep)) || trap down EXIT
