@@ -11,7 +11,9 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/pcm-mesh/pcm/agent"
 	"github.com/pcm-mesh/pcm/agent/negotiate"
 	"github.com/pcm-mesh/pcm/mesh"
 	"github.com/pcm-mesh/pcm/rules"
@@ -78,21 +80,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		t.Fatal("an invalid task was queued")
 	}
 
-	brokerID, _ := mesh.GenerateIdentity()
+	brokerID, h, ai, task := brokerProbe(t, prov)
 	other, _ := mesh.GenerateIdentity()
-	h, err := libp2p.New(libp2p.Identity(brokerID.PrivKey()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	ai, _ := mesh.ParseAddrInfo(prov.Node().Addrs()[0])
-	if err := h.Connect(t.Context(), ai); err != nil {
-		t.Fatal(err)
-	}
-	task, err := rules.ParseTask("t.yaml", shellTask("probe", "true"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfp := func(id string, expires time.Time) negotiate.CFP {
 		return negotiate.CFP{V: 1, ID: id, TaskID: "tprobe", Attempt: 1, Framework: rules.DefaultFramework().ID(),
 			Task: task.Canonical(), TaskHash: task.Hash(), Broker: brokerID.ID(), Expires: expires}
@@ -123,5 +112,87 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	st := prov.Status()
 	if st.Peers == 0 {
 		t.Fatal("status lost its peer")
+	}
+}
+
+// brokerProbe is a bare libp2p host, connected to prov, that plays a
+// broker, and a task document for its CFPs.
+func brokerProbe(t *testing.T, prov *agent.Agent) (*mesh.Identity, host.Host, peer.AddrInfo, *rules.Task) {
+	t.Helper()
+	id, _ := mesh.GenerateIdentity()
+	h, err := libp2p.New(libp2p.Identity(id.PrivKey()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	ai, _ := mesh.ParseAddrInfo(prov.Node().Addrs()[0])
+	if err := h.Connect(t.Context(), ai); err != nil {
+		t.Fatal(err)
+	}
+	task, err := rules.ParseTask("t.yaml", shellTask("probe", "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, h, ai, task
+}
+
+// answerOn sends one CFP envelope on a stream of protocol p and returns
+// the provider's answer (Kind "" when it reset the stream).
+func answerOn(t *testing.T, h host.Host, to peer.ID, p protocol.ID, cfp negotiate.Envelope) negotiate.Envelope {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	s, err := h.NewStream(ctx, to, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+	var resp negotiate.Envelope
+	if err := mesh.WriteFrame(s, cfp, 1<<20); err != nil {
+		return resp
+	}
+	_ = mesh.ReadFrame(bufio.NewReader(s), &resp, 1<<20)
+	return resp
+}
+
+// Negotiation 1.1.0 rides unsigned on the authenticated stream; 1.0.0,
+// served for earlier agents, still wants every message signed by its
+// sender. Neither takes a CFP in another broker's name.
+func TestNegotiationOnBothProtocolVersions(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	m.WaitForMesh(10 * time.Second)
+	prov := m.Nodes[0].Agent()
+	brokerID, h, ai, task := brokerProbe(t, prov)
+	other, _ := mesh.GenerateIdentity()
+	cfp := func(id, broker string) negotiate.CFP {
+		return negotiate.CFP{V: 1, ID: id, TaskID: "t" + id, Attempt: 1, Framework: rules.DefaultFramework().ID(),
+			Task: task.Canonical(), TaskHash: task.Hash(), Broker: broker, Expires: time.Now().Add(30 * time.Second)}
+	}
+	plain := func(c negotiate.CFP) negotiate.Envelope {
+		env, err := negotiate.Plain(negotiate.KindCFP, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+
+	resp := answerOn(t, h, ai.ID, negotiate.Protocol, plain(cfp("p1", brokerID.ID())))
+	if resp.Kind != negotiate.KindBid || resp.Signer != "" || len(resp.Sig) != 0 {
+		t.Errorf("1.1.0, plain cfp: answer %q signer %q, %d signature bytes; want an unsigned bid", resp.Kind, resp.Signer, len(resp.Sig))
+	}
+	if k := answerOn(t, h, ai.ID, negotiate.Protocol, plain(cfp("p2", other.ID()))).Kind; k != "" {
+		t.Errorf("1.1.0, cfp in another broker's name got %q", k)
+	}
+	if k := answerOn(t, h, ai.ID, negotiate.ProtocolSigned, plain(cfp("s1", brokerID.ID()))).Kind; k != "" {
+		t.Errorf("1.0.0, unsigned cfp got %q", k)
+	}
+	if k := answerOn(t, h, ai.ID, negotiate.ProtocolSigned, envelope(t, other, negotiate.KindCFP, cfp("s2", brokerID.ID()))).Kind; k != "" {
+		t.Errorf("1.0.0, cfp signed by another got %q", k)
+	}
+	resp = answerOn(t, h, ai.ID, negotiate.ProtocolSigned, envelope(t, brokerID, negotiate.KindCFP, cfp("s3", brokerID.ID())))
+	var bid negotiate.BidMsg
+	if err := negotiate.Open(resp, negotiate.KindBid, prov.ID(), &bid); err != nil || bid.CFP != "s3" {
+		t.Errorf("1.0.0, signed cfp: answer %q, %v; want a bid signed by the provider", resp.Kind, err)
 	}
 }

@@ -6,7 +6,8 @@
 //
 // The task path lives in rooms of its own, each behind a small interface
 // the agent fills in (rooms.go, ledgerlink.go):
-//   - negotiate: the /pcm/negotiate/1.0.0 wire (signed envelopes, messages);
+//   - negotiate: the /pcm/negotiate/1.1.0 wire (and 1.0.0's signed
+//     envelopes, for earlier agents);
 //   - broker: negotiates the tasks submitted here and follows them to the
 //     end (leases, settlements, re-placement);
 //   - provider: bids, co-signs agreements, runs attempts, renews leases;

@@ -24,6 +24,7 @@ func (a *Agent) startTasks(ctx context.Context) error {
 		return err
 	}
 	a.node.Handle(negotiate.Protocol, a.provider.HandleNegotiate)
+	a.node.Handle(negotiate.ProtocolSigned, a.provider.HandleNegotiate)
 	a.node.Handle(TaskProtocol, a.handleTaskStream)
 	a.node.Handle(SubmitProtocol, a.handleSubmitStream)
 	stopSub := a.ledger.Subscribe(a.dispatch)

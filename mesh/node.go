@@ -392,13 +392,21 @@ func (n *Node) ensureAddrs(ctx context.Context, id string) (peer.ID, error) {
 // connection, even a limited one (see nat.go): with no direct connection
 // yet, the relay is the only way to a peer behind NAT.
 func (n *Node) NewStream(ctx context.Context, id string, p protocol.ID) (network.Stream, error) {
+	return n.NewStreamOneOf(ctx, id, p)
+}
+
+// NewStreamOneOf opens a stream of the first of ps, in order of
+// preference, that peer id speaks (the stream's Protocol says which).
+// When the peer's protocols are known (identify), no round trip is spent
+// choosing.
+func (n *Node) NewStreamOneOf(ctx context.Context, id string, ps ...protocol.ID) (network.Stream, error) {
 	pid, err := n.ensureAddrs(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.host.NewStream(AllowRelayed(ctx), pid, p)
+	s, err := n.host.NewStream(AllowRelayed(ctx), pid, ps...)
 	if err != nil {
-		return nil, fmt.Errorf("open %s to %s: %w", p, id, err)
+		return nil, fmt.Errorf("open %s to %s: %w", ps[0], id, err)
 	}
 	return s, nil
 }

@@ -60,15 +60,17 @@ type Frameworks interface {
 // and streams to providers.
 type Mesh interface {
 	Table() *mesh.Table
-	NewStream(ctx context.Context, peer string, p protocol.ID) (network.Stream, error)
+	// NewStreamOneOf opens a stream of the first of ps the peer speaks.
+	NewStreamOneOf(ctx context.Context, peer string, ps ...protocol.ID) (network.Stream, error)
 }
 
 // Provider is the agent's own provider side.
 type Provider interface {
 	// SelfView is this provider as the rules see it, held capacity removed.
 	SelfView(fw *rules.Framework) *rules.Provider
-	// Serve runs the provider side of one negotiation with remote.
-	Serve(c negotiate.Conn, remote string) error
+	// Serve runs the provider side of one negotiation with remote, its
+	// messages sealed and opened by w.
+	Serve(c negotiate.Conn, remote string, w negotiate.Wire) error
 }
 
 // Metrics counts what the broker does.

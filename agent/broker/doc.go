@@ -1,5 +1,5 @@
 // Package broker is an agent's broker side: it takes the tasks submitted
-// to the agent, negotiates each with providers over /pcm/negotiate/1.0.0
+// to the agent, negotiates each with providers over /pcm/negotiate/1.1.0
 // (package negotiate), commits the agreement to the ledger, follows the
 // attempt through the ledger's events, settles it, and places the task
 // again when an attempt fails with retries left or its provider is lost.

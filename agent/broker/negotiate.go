@@ -20,6 +20,7 @@ import (
 type offer struct {
 	provider string
 	s        negotiate.Conn
+	w        negotiate.Wire // seals and opens messages as s's protocol says
 	r        *bufio.Reader
 	bid      *negotiate.BidMsg
 	reasons  []string
@@ -38,7 +39,7 @@ func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, r
 	ctx, cancel := context.WithTimeout(b.d.Ctx, timeout)
 	defer cancel()
 	cfp := negotiate.CFP{V: negotiate.Version, ID: tasks.NewID(), TaskID: t.ID, Attempt: t.Attempt, Framework: fw.ID(), Task: t.Document, TaskHash: t.Hash, Broker: b.self, Expires: time.Now().Add(timeout)}
-	env, err := negotiate.Seal(b.d.Identity, negotiate.KindCFP, cfp)
+	env, err := negotiate.Plain(negotiate.KindCFP, cfp)
 	if err != nil {
 		rd.Outcome = err.Error()
 		return false
@@ -80,7 +81,7 @@ func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, r
 				continue
 			}
 			released[o.provider] = true
-			if rel, err := negotiate.Seal(b.d.Identity, negotiate.KindRelease, negotiate.ReleaseMsg{V: negotiate.Version, CFP: cfp.ID}); err == nil {
+			if rel, err := o.w.Seal(negotiate.KindRelease, negotiate.ReleaseMsg{V: negotiate.Version, CFP: cfp.ID}); err == nil {
 				_ = negotiate.WriteEnv(o.s, rel)
 			}
 		}
@@ -117,7 +118,7 @@ func findOffer(offers []*offer, provider string) *offer {
 // while the others hold capacity for this task.
 const bidWindow = 25 * time.Millisecond
 
-// callAll sends the CFP to every candidate at once and returns their
+// callAll sends the CFP (env: its plain envelope) to every candidate at once and returns their
 // offers once all have answered, or bidWindow after the first bid:
 // candidates still silent then are cut off (late).
 func (b *Broker) callAll(ctx context.Context, ranked []rules.Scored, env negotiate.Envelope, cfp negotiate.CFP) []*offer {
@@ -164,21 +165,31 @@ func (b *Broker) callAll(ctx context.Context, ranked []rules.Scored, env negotia
 }
 
 // call sends the CFP to one candidate and reads its bid or decline; ctx
-// ending cuts the wait for the answer.
+// ending cuts the wait for the answer. env is the CFP's plain envelope
+// (negotiate.Protocol); a candidate of an earlier version that speaks
+// only negotiate.ProtocolSigned gets it signed.
 func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp negotiate.CFP) {
 	var s negotiate.Conn
 	if o.provider == b.self {
 		// Negotiating with ourselves: same protocol over an in-memory pipe.
 		mine, theirs := net.Pipe()
-		go func() { _ = b.d.Provider.Serve(theirs, b.self) }()
+		o.w = negotiate.WireFor(b.d.Identity, negotiate.Protocol)
+		go func() { _ = b.d.Provider.Serve(theirs, b.self, o.w) }()
 		s = mine
 	} else {
-		ns, err := b.d.Mesh.NewStream(ctx, o.provider, negotiate.Protocol)
+		ns, err := b.d.Mesh.NewStreamOneOf(ctx, o.provider, negotiate.Protocol, negotiate.ProtocolSigned)
 		if err != nil {
 			o.err, o.cut = err, ctx.Err() != nil
 			return
 		}
-		s = ns
+		s, o.w = ns, negotiate.WireFor(b.d.Identity, ns.Protocol())
+		if o.w.Signed {
+			if env, err = o.w.Seal(negotiate.KindCFP, cfp); err != nil {
+				o.err = err
+				_ = ns.Reset()
+				return
+			}
+		}
 	}
 	o.s, o.r = s, bufio.NewReaderSize(s, 4096)
 	cutOff := context.AfterFunc(ctx, func() { _ = s.Close() })
@@ -202,7 +213,7 @@ func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp
 	switch resp.Kind {
 	case negotiate.KindBid:
 		var bid negotiate.BidMsg
-		if err := negotiate.Open(resp, negotiate.KindBid, o.provider, &bid); err != nil {
+		if err := o.w.Open(resp, negotiate.KindBid, o.provider, &bid); err != nil {
 			o.err = err
 			return
 		}
@@ -213,7 +224,7 @@ func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp
 		o.bid = &bid
 	case negotiate.KindDecline:
 		var d negotiate.DeclineMsg
-		if err := negotiate.Open(resp, negotiate.KindDecline, o.provider, &d); err != nil {
+		if err := o.w.Open(resp, negotiate.KindDecline, o.provider, &d); err != nil {
 			o.err = err
 			return
 		}
@@ -242,7 +253,7 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 		return false
 	}
 	_ = o.s.SetDeadline(time.Now().Add(30 * time.Second))
-	aw, err := negotiate.Seal(b.d.Identity, negotiate.KindAward, negotiate.AwardMsg{V: negotiate.Version, CFP: cfp.ID, Agreement: entry.Payload, BrokerSig: entry.Signatures[0].Sig})
+	aw, err := o.w.Seal(negotiate.KindAward, negotiate.AwardMsg{V: negotiate.Version, CFP: cfp.ID, Agreement: entry.Payload, BrokerSig: entry.Signatures[0].Sig})
 	if err != nil || negotiate.WriteEnv(o.s, aw) != nil {
 		rd.Outcome = "award not delivered to " + o.provider
 		return false
@@ -250,7 +261,7 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 	resp, err := negotiate.ReadEnvBy(o.s, o.r, time.Now().Add(30*time.Second))
 	var conf negotiate.ConfirmMsg
 	if err == nil {
-		err = negotiate.Open(resp, negotiate.KindConfirm, o.provider, &conf)
+		err = o.w.Open(resp, negotiate.KindConfirm, o.provider, &conf)
 	}
 	if err == nil && o.provider != b.self { // placed on itself: one party, one signature
 		entry.Signatures = append(entry.Signatures, consensus.Signature{Signer: o.provider, Sig: conf.ProviderSig})
@@ -268,13 +279,13 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 	defer cancel()
 	rc, err := b.d.Ledger.Commit(ctx, entry)
 	if err != nil {
-		if ab, serr := negotiate.Seal(b.d.Identity, negotiate.KindAborted, negotiate.AbortedMsg{V: negotiate.Version, CFP: cfp.ID, Reason: err.Error()}); serr == nil {
+		if ab, serr := o.w.Seal(negotiate.KindAborted, negotiate.AbortedMsg{V: negotiate.Version, CFP: cfp.ID, Reason: err.Error()}); serr == nil {
 			_ = negotiate.WriteEnv(o.s, ab)
 		}
 		rd.Outcome = "agreement not committed: " + err.Error()
 		return b.adoptCommitted(t.ID)
 	}
-	if cm, err := negotiate.Seal(b.d.Identity, negotiate.KindCommitted, negotiate.CommittedMsg{V: negotiate.Version, CFP: cfp.ID, Index: rc.Index}); err == nil {
+	if cm, err := o.w.Seal(negotiate.KindCommitted, negotiate.CommittedMsg{V: negotiate.Version, CFP: cfp.ID, Index: rc.Index}); err == nil {
 		_ = negotiate.WriteEnv(o.s, cm)
 	}
 	rd.Winner, rd.Outcome = o.provider, "placed on "+o.provider

@@ -31,5 +31,7 @@ func FuzzNegotiationEnvelope(f *testing.F) {
 		}
 		var cfp CFP
 		_ = Open(env, KindCFP, "", &cfp)
+		_ = Wire{}.Open(env, KindCFP, "", &cfp)
+		_ = Wire{}.Open(env, KindCFP, "12D3KooW", &cfp)
 	})
 }

@@ -13,8 +13,14 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// Protocol is the negotiation stream protocol (agent/PROTOCOL.md).
-const Protocol protocol.ID = "/pcm/negotiate/1.0.0"
+// Protocol is the negotiation stream protocol (agent/PROTOCOL.md): its
+// messages are not signed, the stream's authenticated remote peer is
+// their sender.
+const Protocol protocol.ID = "/pcm/negotiate/1.1.0"
+
+// ProtocolSigned is the protocol's version 1.0.0, the same messages each
+// signed by its sender; agents serve it for peers of earlier versions.
+const ProtocolSigned protocol.ID = "/pcm/negotiate/1.0.0"
 
 // DefaultLease is an attempt's lease when its agreement names none
 // (agreement field lease_seconds; agent/PROTOCOL.md, "Leases").
@@ -31,7 +37,7 @@ type Conn interface {
 	SetReadDeadline(time.Time) error
 }
 
-// Message kinds on /pcm/negotiate/1.0.0, in order.
+// Message kinds, in order.
 const (
 	KindCFP       = "cfp"
 	KindBid       = "bid"
@@ -46,18 +52,68 @@ const (
 // Version is the negotiation payload version.
 const Version = 1
 
-// Envelope carries one signed message: Payload is the exact JSON that
-// Signer signed under the domain "negotiate/<kind>/v1".
+// Envelope carries one message. On ProtocolSigned, Payload is the exact
+// JSON that Signer signed under the domain "negotiate/<kind>/v1"; on
+// Protocol, Signer and Sig are empty.
 type Envelope struct {
 	Kind    string          `json:"kind"`
-	Signer  string          `json:"signer"`
+	Signer  string          `json:"signer,omitempty"`
 	Payload json.RawMessage `json:"payload"`
-	Sig     []byte          `json:"sig"`
+	Sig     []byte          `json:"sig,omitempty"`
+}
+
+// Wire seals and opens the messages of one stream as its protocol says:
+// signed by ID on ProtocolSigned, plain on Protocol.
+type Wire struct {
+	ID     *mesh.Identity
+	Signed bool
+}
+
+// WireFor is the Wire of a stream that speaks protocol p.
+func WireFor(id *mesh.Identity, p protocol.ID) Wire {
+	return Wire{ID: id, Signed: p == ProtocolSigned}
+}
+
+// Seal makes v a message of kind, signed when the stream's protocol wants it.
+func (w Wire) Seal(kind string, v any) (Envelope, error) {
+	if w.Signed {
+		return Seal(w.ID, kind, v)
+	}
+	return Plain(kind, v)
+}
+
+// Open checks that env is a message of kind from party and decodes its
+// payload into v. On Protocol the caller vouches that party is the
+// stream's authenticated remote peer (or this agent itself on its
+// in-memory pipe); a signer field naming anyone else is refused.
+func (w Wire) Open(env Envelope, kind, party string, v any) error {
+	if w.Signed {
+		return Open(env, kind, party, v)
+	}
+	if env.Kind != kind {
+		return fmt.Errorf("%w: got %q, want %q", ErrBadMessage, env.Kind, kind)
+	}
+	if env.Signer != "" && env.Signer != party {
+		return fmt.Errorf("%w: %s from %s names %s as its sender", ErrBadMessage, kind, party, env.Signer)
+	}
+	if err := json.Unmarshal(env.Payload, v); err != nil {
+		return fmt.Errorf("%w: %s payload: %w", ErrBadMessage, kind, err)
+	}
+	return nil
+}
+
+// Plain makes v an unsigned message of kind (Protocol).
+func Plain(kind string, v any) (Envelope, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode %s: %w", kind, err)
+	}
+	return Envelope{Kind: kind, Payload: b}, nil
 }
 
 func negotiateDomain(kind string) string { return "negotiate/" + kind + "/v1" }
 
-// seal signs v as a message of kind.
+// Seal signs v as a message of kind (ProtocolSigned).
 func Seal(id *mesh.Identity, kind string, v any) (Envelope, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -75,8 +131,8 @@ var (
 	ErrExpired    = errors.New("message expired")
 )
 
-// open checks the envelope's kind, signer and signature and decodes its
-// payload into v.
+// Open checks the envelope's kind, signer and signature and decodes its
+// payload into v (ProtocolSigned).
 func Open(env Envelope, kind, wantSigner string, v any) error {
 	if env.Kind != kind {
 		return fmt.Errorf("%w: got %q, want %q", ErrBadMessage, env.Kind, kind)

@@ -1,5 +1,5 @@
 // Package provider is an agent's provider side: it answers calls for
-// proposals on /pcm/negotiate/1.0.0 (package negotiate) with a bid or the
+// proposals on /pcm/negotiate/1.1.0 (package negotiate) with a bid or the
 // reasons it declines, holds the bid's capacity until the award or its
 // expiry, co-signs the agreement, runs committed agreements through its
 // drivers, renews each attempt's lease with its broker, and records the

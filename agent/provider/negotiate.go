@@ -14,36 +14,38 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// HandleNegotiate serves one /pcm/negotiate/1.0.0 stream.
+// HandleNegotiate serves one negotiation stream (negotiate.Protocol or
+// negotiate.ProtocolSigned).
 func (p *Provider) HandleNegotiate(s network.Stream) {
-	if err := p.Serve(s, s.Conn().RemotePeer().String()); err != nil {
+	if err := p.Serve(s, s.Conn().RemotePeer().String(), negotiate.WireFor(p.d.Identity, s.Protocol())); err != nil {
 		_ = s.Reset()
 	}
 }
 
-// Serve runs the provider side of one negotiation with remote.
-func (p *Provider) Serve(s negotiate.Conn, remote string) error {
+// Serve runs the provider side of one negotiation with remote, the
+// stream's authenticated peer; w seals and opens its messages.
+func (p *Provider) Serve(s negotiate.Conn, remote string, w negotiate.Wire) error {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(time.Minute))
-	err := p.negotiate(s, bufio.NewReaderSize(s, 4096), remote)
+	err := p.negotiate(s, bufio.NewReaderSize(s, 4096), remote, w)
 	if err != nil {
 		p.d.Log.Info("negotiation refused", "peer", remote, "err", err)
 	}
 	return err
 }
 
-func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) error {
+func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string, w negotiate.Wire) error {
 	env, err := negotiate.ReadEnv(r)
 	if err != nil {
 		return err
 	}
 	var cfp negotiate.CFP
-	if err := negotiate.Open(env, negotiate.KindCFP, remote, &cfp); err != nil {
+	if err := w.Open(env, negotiate.KindCFP, remote, &cfp); err != nil {
 		return err
 	}
 	now := time.Now()
-	if cfp.Broker != env.Signer {
-		return fmt.Errorf("%w: cfp broker %s is not its signer %s", negotiate.ErrBadMessage, cfp.Broker, env.Signer)
+	if cfp.Broker != remote {
+		return fmt.Errorf("%w: cfp broker %s is not its sender %s", negotiate.ErrBadMessage, cfp.Broker, remote)
 	}
 	if now.After(cfp.Expires) || cfp.Expires.After(now.Add(5*time.Minute)) {
 		return fmt.Errorf("%w: cfp %s expires %s", negotiate.ErrExpired, cfp.ID, cfp.Expires.Format(time.RFC3339Nano))
@@ -53,14 +55,14 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) e
 	}
 	h, reasons := p.considerWaiting(cfp)
 	if h == nil {
-		d, err := negotiate.Seal(p.d.Identity, negotiate.KindDecline, negotiate.DeclineMsg{V: negotiate.Version, CFP: cfp.ID, Provider: p.self, Reasons: reasons})
+		d, err := w.Seal(negotiate.KindDecline, negotiate.DeclineMsg{V: negotiate.Version, CFP: cfp.ID, Provider: p.self, Reasons: reasons})
 		if err != nil {
 			return err
 		}
 		return negotiate.WriteEnv(s, d)
 	}
 	defer p.dropHold(cfp.ID)
-	bid, err := negotiate.Seal(p.d.Identity, negotiate.KindBid, negotiate.BidMsg{V: negotiate.Version, CFP: cfp.ID, TaskID: cfp.TaskID, Provider: p.self, Price: h.price, Driver: h.driver, Expires: h.expires})
+	bid, err := w.Seal(negotiate.KindBid, negotiate.BidMsg{V: negotiate.Version, CFP: cfp.ID, TaskID: cfp.TaskID, Provider: p.self, Price: h.price, Driver: h.driver, Expires: h.expires})
 	if err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) e
 	if env.Kind == negotiate.KindRelease {
 		return nil
 	}
-	ag, err := p.checkAward(env, cfp, h)
+	ag, err := p.checkAward(w, env, cfp, h)
 	if err != nil {
 		return err
 	}
@@ -88,7 +90,7 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) e
 	p.confirmed[ag.ID] = h
 	delete(p.holds, cfp.ID)
 	p.mu.Unlock()
-	conf, err := negotiate.Seal(p.d.Identity, negotiate.KindConfirm, negotiate.ConfirmMsg{V: negotiate.Version, CFP: cfp.ID, ProviderSig: sig})
+	conf, err := w.Seal(negotiate.KindConfirm, negotiate.ConfirmMsg{V: negotiate.Version, CFP: cfp.ID, ProviderSig: sig})
 	if err != nil {
 		return err
 	}
@@ -106,7 +108,7 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string) e
 		return nil
 	}
 	var cm negotiate.CommittedMsg
-	if err := negotiate.Open(env, negotiate.KindCommitted, cfp.Broker, &cm); err != nil {
+	if err := w.Open(env, negotiate.KindCommitted, cfp.Broker, &cm); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -252,9 +254,9 @@ type rawAgreement struct {
 }
 
 // checkAward verifies that an award matches this provider's bid.
-func (p *Provider) checkAward(env negotiate.Envelope, cfp negotiate.CFP, h *hold) (rawAgreement, error) {
+func (p *Provider) checkAward(w negotiate.Wire, env negotiate.Envelope, cfp negotiate.CFP, h *hold) (rawAgreement, error) {
 	var aw negotiate.AwardMsg
-	if err := negotiate.Open(env, negotiate.KindAward, cfp.Broker, &aw); err != nil {
+	if err := w.Open(env, negotiate.KindAward, cfp.Broker, &aw); err != nil {
 		return rawAgreement{}, err
 	}
 	if aw.CFP != cfp.ID {
