@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -41,6 +42,8 @@ type Broker struct {
 	leases *brokerLeases
 	gate   capacityGate
 	rounds chan struct{} // one token per round in progress
+
+	sessions *negotiate.Pool // negotiation sessions, one per provider
 }
 
 // New makes a broker; Resume picks up stored tasks, Start its lease watch.
@@ -52,12 +55,16 @@ func New(d Deps) *Broker {
 		d: d, self: d.Identity.ID(),
 		tasks: map[string]*tasks.Task{}, parsed: map[string]*rules.Task{}, kicks: map[string]chan struct{}{}, subs: map[int]func(*tasks.Task){},
 		view: newView(), leases: newBrokerLeases(), rounds: make(chan struct{}, maxParallelRounds),
+		sessions: negotiate.NewPool(d.Mesh.NewStreamOneOf, d.Identity),
 	}
 }
 
 // Start runs the broker's background work (the lease watch) until its
 // context ends.
-func (b *Broker) Start() { b.d.Go(func() { b.leaseWatch(b.d.Ctx) }) }
+func (b *Broker) Start() {
+	context.AfterFunc(b.d.Ctx, b.sessions.Close)
+	b.d.Go(func() { b.leaseWatch(b.d.Ctx) })
+}
 
 // OnAdvert wakes tasks waiting for capacity when an advert shows some.
 func (b *Broker) OnAdvert(c mesh.Change) { b.gate.onAdvert(c) }

@@ -1,8 +1,8 @@
 package broker
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -19,13 +19,12 @@ import (
 // offer is one candidate's open negotiation stream.
 type offer struct {
 	provider string
-	s        negotiate.Conn
-	w        negotiate.Wire // seals and opens messages as s's protocol says
-	r        *bufio.Reader
+	x        negotiate.Exchange // the negotiation with provider
+	w        negotiate.Wire     // seals and opens its messages
 	bid      *negotiate.BidMsg
 	reasons  []string
 	err      error
-	cut      bool // the round stopped waiting for the answer (stream closed)
+	cut      bool // the round stopped waiting for the answer (and released it)
 	late     bool // cut off by the bid window
 }
 
@@ -47,8 +46,8 @@ func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, r
 	offers := b.callAll(ctx, ranked, env, cfp)
 	defer func() {
 		for _, o := range offers {
-			if o.s != nil {
-				_ = o.s.Close()
+			if o.x != nil {
+				_ = o.x.Close()
 			}
 		}
 	}()
@@ -77,12 +76,12 @@ func (b *Broker) negotiate(t *tasks.Task, fw *rules.Framework, rt *rules.Task, r
 	released := map[string]bool{}
 	release := func(winner string) {
 		for _, o := range offers {
-			if o.provider == winner || o.s == nil || o.bid == nil || released[o.provider] {
+			if o.provider == winner || o.x == nil || o.bid == nil || released[o.provider] {
 				continue
 			}
 			released[o.provider] = true
 			if rel, err := o.w.Seal(negotiate.KindRelease, negotiate.ReleaseMsg{V: negotiate.Version, CFP: cfp.ID}); err == nil {
-				_ = negotiate.WriteEnv(o.s, rel)
+				_ = o.x.Send(rel)
 			}
 		}
 	}
@@ -169,45 +168,32 @@ func (b *Broker) callAll(ctx context.Context, ranked []rules.Scored, env negotia
 // (negotiate.Protocol); a candidate of an earlier version that speaks
 // only negotiate.ProtocolSigned gets it signed.
 func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp negotiate.CFP) {
-	var s negotiate.Conn
 	if o.provider == b.self {
-		// Negotiating with ourselves: same protocol over an in-memory pipe.
+		// Negotiating with ourselves: same messages over an in-memory pipe.
 		mine, theirs := net.Pipe()
-		o.w = negotiate.WireFor(b.d.Identity, negotiate.Protocol)
+		o.x, o.w = negotiate.StreamExchange(mine), negotiate.WireFor(b.d.Identity, negotiate.Protocol)
 		go func() { _ = b.d.Provider.Serve(theirs, b.self, o.w) }()
-		s = mine
 	} else {
-		ns, err := b.d.Mesh.NewStreamOneOf(ctx, o.provider, negotiate.Protocol, negotiate.ProtocolSigned)
+		x, w, err := b.sessions.Open(ctx, o.provider, cfp.ID)
 		if err != nil {
 			o.err, o.cut = err, ctx.Err() != nil
 			return
 		}
-		s, o.w = ns, negotiate.WireFor(b.d.Identity, ns.Protocol())
-		if o.w.Signed {
-			if env, err = o.w.Seal(negotiate.KindCFP, cfp); err != nil {
+		o.x, o.w = x, w
+		if w.Signed {
+			if env, err = w.Seal(negotiate.KindCFP, cfp); err != nil {
 				o.err = err
-				_ = ns.Reset()
 				return
 			}
 		}
 	}
-	o.s, o.r = s, bufio.NewReaderSize(s, 4096)
-	cutOff := context.AfterFunc(ctx, func() { _ = s.Close() })
-	defer func() { o.cut = !cutOff() }()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
-	if err := negotiate.WriteEnv(s, env); err != nil {
+	if err := o.x.Send(env); err != nil {
 		o.err = err
 		return
 	}
-	deadline := cfp.Expires
-	if dl, ok := ctx.Deadline(); ok {
-		deadline = dl
-	}
-	resp, err := negotiate.ReadEnvBy(s, o.r, deadline)
+	resp, err := o.x.Recv(ctx)
 	if err != nil {
-		o.err = err
+		o.err, o.cut = err, errors.Is(err, negotiate.ErrCut)
 		return
 	}
 	switch resp.Kind {
@@ -238,7 +224,7 @@ func (b *Broker) call(ctx context.Context, o *offer, env negotiate.Envelope, cfp
 // commits the agreement to the ledger.
 // confirmed runs once the provider has signed, before the commit.
 func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp negotiate.CFP, o *offer, rd *tasks.Round, confirmed func()) bool {
-	if o.s == nil || o.bid == nil {
+	if o.x == nil || o.bid == nil {
 		return false
 	}
 	ag := consensus.Agreement{
@@ -252,13 +238,14 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 		rd.Outcome = err.Error()
 		return false
 	}
-	_ = o.s.SetDeadline(time.Now().Add(30 * time.Second))
 	aw, err := o.w.Seal(negotiate.KindAward, negotiate.AwardMsg{V: negotiate.Version, CFP: cfp.ID, Agreement: entry.Payload, BrokerSig: entry.Signatures[0].Sig})
-	if err != nil || negotiate.WriteEnv(o.s, aw) != nil {
+	if err != nil || o.x.Send(aw) != nil {
 		rd.Outcome = "award not delivered to " + o.provider
 		return false
 	}
-	resp, err := negotiate.ReadEnvBy(o.s, o.r, time.Now().Add(30*time.Second))
+	wait, stop := context.WithTimeout(b.d.Ctx, 30*time.Second)
+	resp, err := o.x.Recv(wait)
+	stop()
 	var conf negotiate.ConfirmMsg
 	if err == nil {
 		err = o.w.Open(resp, negotiate.KindConfirm, o.provider, &conf)
@@ -280,13 +267,13 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 	rc, err := b.d.Ledger.Commit(ctx, entry)
 	if err != nil {
 		if ab, serr := o.w.Seal(negotiate.KindAborted, negotiate.AbortedMsg{V: negotiate.Version, CFP: cfp.ID, Reason: err.Error()}); serr == nil {
-			_ = negotiate.WriteEnv(o.s, ab)
+			_ = o.x.Send(ab)
 		}
 		rd.Outcome = "agreement not committed: " + err.Error()
 		return b.adoptCommitted(t.ID)
 	}
 	if cm, err := o.w.Seal(negotiate.KindCommitted, negotiate.CommittedMsg{V: negotiate.Version, CFP: cfp.ID, Index: rc.Index}); err == nil {
-		_ = negotiate.WriteEnv(o.s, cm)
+		_ = o.x.Send(cm)
 	}
 	rd.Winner, rd.Outcome = o.provider, "placed on "+o.provider
 	b.d.Metrics.Round(true)

@@ -13,13 +13,15 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// Protocol is the negotiation stream protocol (agent/PROTOCOL.md): its
-// messages are not signed, the stream's authenticated remote peer is
-// their sender.
+// Protocol is the negotiation protocol (agent/PROTOCOL.md): one stream
+// from a broker to a provider carries many negotiations (a Session), its
+// messages not signed: the stream's authenticated remote peer is their
+// sender.
 const Protocol protocol.ID = "/pcm/negotiate/1.1.0"
 
-// ProtocolSigned is the protocol's version 1.0.0, the same messages each
-// signed by its sender; agents serve it for peers of earlier versions.
+// ProtocolSigned is the protocol's version 1.0.0: a stream per
+// negotiation, every message signed by its sender; agents serve it, and
+// use it with peers of earlier versions.
 const ProtocolSigned protocol.ID = "/pcm/negotiate/1.0.0"
 
 // DefaultLease is an attempt's lease when its agreement names none
@@ -35,6 +37,7 @@ type Conn interface {
 	io.ReadWriteCloser
 	SetDeadline(time.Time) error
 	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
 }
 
 // Message kinds, in order.
@@ -54,9 +57,10 @@ const Version = 1
 
 // Envelope carries one message. On ProtocolSigned, Payload is the exact
 // JSON that Signer signed under the domain "negotiate/<kind>/v1"; on
-// Protocol, Signer and Sig are empty.
+// Protocol, Signer and Sig are empty and CFP names the negotiation.
 type Envelope struct {
 	Kind    string          `json:"kind"`
+	CFP     string          `json:"cfp,omitempty"` // Protocol: the negotiation (its CFP's id)
 	Signer  string          `json:"signer,omitempty"`
 	Payload json.RawMessage `json:"payload"`
 	Sig     []byte          `json:"sig,omitempty"`
@@ -223,20 +227,5 @@ func WriteEnv(w io.Writer, env Envelope) error { return mesh.WriteFrame(w, env, 
 func ReadEnv(r *bufio.Reader) (Envelope, error) {
 	var env Envelope
 	err := mesh.ReadFrame(r, &env, MaxFrame)
-	return env, err
-}
-
-// readEnvBy reads the next envelope from s, giving up at deadline. It
-// sets the stream's read deadline and also closes the stream if the read
-// is still waiting then: not every transport honours deadlines (libp2p's
-// mocknet ignores them), and a peer that never answers must not hold a
-// negotiation forever.
-func ReadEnvBy(s Conn, r *bufio.Reader, deadline time.Time) (Envelope, error) {
-	_ = s.SetReadDeadline(deadline)
-	t := time.AfterFunc(time.Until(deadline), func() { _ = s.Close() })
-	env, err := ReadEnv(r)
-	if !t.Stop() && err != nil {
-		return env, fmt.Errorf("no answer by %s: %w", deadline.Format(time.RFC3339Nano), err)
-	}
 	return env, err
 }

@@ -1,9 +1,9 @@
 package provider
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,28 +14,56 @@ import (
 	"github.com/pcm-mesh/pcm/mesh"
 )
 
-// HandleNegotiate serves one negotiation stream (negotiate.Protocol or
-// negotiate.ProtocolSigned).
+// HandleNegotiate serves one negotiation stream: a session of many
+// negotiations (negotiate.Protocol) or a single one of an earlier agent
+// (negotiate.ProtocolSigned).
 func (p *Provider) HandleNegotiate(s network.Stream) {
-	if err := p.Serve(s, s.Conn().RemotePeer().String(), negotiate.WireFor(p.d.Identity, s.Protocol())); err != nil {
-		_ = s.Reset()
+	remote := s.Conn().RemotePeer().String()
+	if s.Protocol() == negotiate.ProtocolSigned {
+		if err := p.Serve(s, remote, negotiate.WireFor(p.d.Identity, negotiate.ProtocolSigned)); err != nil {
+			_ = s.Reset()
+		}
+		return
 	}
+	w := negotiate.WireFor(p.d.Identity, negotiate.Protocol)
+	sess := negotiate.NewSession(s, s.Reset, false)
+	stop := context.AfterFunc(p.d.Ctx, func() { _ = sess.Close() })
+	defer stop()
+	_ = sess.Serve(func(x negotiate.Exchange) {
+		defer x.Close()
+		if err := p.negotiate(x, remote, w); err != nil {
+			p.d.Log.Info("negotiation refused", "peer", remote, "err", err)
+			if errors.Is(err, negotiate.ErrBadMessage) || errors.Is(err, negotiate.ErrExpired) {
+				// A broker that breaks the protocol loses its session, as it
+				// would its stream.
+				sess.Reset(err)
+			}
+		}
+	})
 }
 
-// Serve runs the provider side of one negotiation with remote, the
-// stream's authenticated peer; w seals and opens its messages.
+// Serve runs the provider side of one negotiation with remote on a stream
+// of its own (an earlier agent's, or the broker's pipe to itself); w
+// seals and opens its messages.
 func (p *Provider) Serve(s negotiate.Conn, remote string, w negotiate.Wire) error {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(time.Minute))
-	err := p.negotiate(s, bufio.NewReaderSize(s, 4096), remote, w)
+	err := p.negotiate(negotiate.StreamExchange(s), remote, w)
 	if err != nil {
 		p.d.Log.Info("negotiation refused", "peer", remote, "err", err)
 	}
 	return err
 }
 
-func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string, w negotiate.Wire) error {
-	env, err := negotiate.ReadEnv(r)
+// recv is x's next message, waiting until deadline at most.
+func (p *Provider) recv(x negotiate.Exchange, deadline time.Time) (negotiate.Envelope, error) {
+	ctx, cancel := context.WithDeadline(p.d.Ctx, deadline)
+	defer cancel()
+	return x.Recv(ctx)
+}
+
+func (p *Provider) negotiate(x negotiate.Exchange, remote string, w negotiate.Wire) error {
+	env, err := p.recv(x, time.Now().Add(time.Minute))
 	if err != nil {
 		return err
 	}
@@ -59,17 +87,17 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string, w
 		if err != nil {
 			return err
 		}
-		return negotiate.WriteEnv(s, d)
+		return x.Send(d)
 	}
 	defer p.dropHold(cfp.ID)
 	bid, err := w.Seal(negotiate.KindBid, negotiate.BidMsg{V: negotiate.Version, CFP: cfp.ID, TaskID: cfp.TaskID, Provider: p.self, Price: h.price, Driver: h.driver, Expires: h.expires})
 	if err != nil {
 		return err
 	}
-	if err := negotiate.WriteEnv(s, bid); err != nil {
+	if err := x.Send(bid); err != nil {
 		return err
 	}
-	env, err = negotiate.ReadEnvBy(s, r, h.expires)
+	env, err = p.recv(x, h.expires)
 	if err != nil {
 		return err
 	}
@@ -94,14 +122,14 @@ func (p *Provider) negotiate(s negotiate.Conn, r *bufio.Reader, remote string, w
 	if err != nil {
 		return err
 	}
-	if err := negotiate.WriteEnv(s, conf); err != nil {
+	if err := x.Send(conf); err != nil {
 		return err
 	}
-	env, err = negotiate.ReadEnvBy(s, r, time.Now().Add(confirmedTTL))
+	env, err = p.recv(x, time.Now().Add(confirmedTTL))
 	if err != nil {
 		return err // the ledger subscription still starts it if it commits
 	}
-	if env.Kind == negotiate.KindAborted {
+	if env.Kind == negotiate.KindAborted || env.Kind == negotiate.KindRelease {
 		// The broker gave up, but an agreement whose proposal timed out
 		// may still commit: keep the confirmed hold until it expires, so
 		// the ledger subscription starts the task if it does.

@@ -1,0 +1,138 @@
+package negotiate
+
+import (
+	"context"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/pcm-mesh/pcm/mesh"
+)
+
+// Dialer opens a stream of the first of ps that a peer speaks.
+type Dialer func(ctx context.Context, peer string, ps ...protocol.ID) (network.Stream, error)
+
+// Pool is a broker's sessions, one per provider, opened on first use and
+// dropped when their stream ends.
+type Pool struct {
+	dial Dialer
+	self *mesh.Identity
+
+	mu       sync.Mutex
+	sessions map[string]*pooled
+	closed   bool
+}
+
+type pooled struct {
+	ready  chan struct{} // closed once the dial is done
+	sess   *Session      // the session, or nil:
+	err    error         // the dial failed, or
+	legacy bool          // the peer speaks only ProtocolSigned
+}
+
+// NewPool opens sessions with dial; self seals messages for providers
+// that speak only ProtocolSigned.
+func NewPool(dial Dialer, self *mesh.Identity) *Pool {
+	return &Pool{dial: dial, self: self, sessions: map[string]*pooled{}}
+}
+
+// Open starts negotiation id with peer: on the peer's session, opened
+// now if there is none, or on a stream of its own when the peer speaks
+// only ProtocolSigned. The Wire seals and opens its messages.
+func (p *Pool) Open(ctx context.Context, peer, id string) (Exchange, Wire, error) {
+	for tries := 0; ; tries++ {
+		e, err := p.session(ctx, peer)
+		switch {
+		case err != nil:
+			return nil, Wire{}, err
+		case e.legacy:
+			s, err := p.dial(ctx, peer, ProtocolSigned)
+			if err != nil {
+				return nil, Wire{}, err
+			}
+			return StreamExchange(s), WireFor(p.self, ProtocolSigned), nil
+		}
+		x, err := e.sess.Open(id)
+		if err == nil {
+			return x, WireFor(p.self, Protocol), nil
+		}
+		if tries == 2 {
+			return nil, Wire{}, err
+		}
+		p.drop(peer, e) // it ended meanwhile: open another
+	}
+}
+
+// session returns peer's pooled session, dialling it if there is none.
+func (p *Pool) session(ctx context.Context, peer string) (*pooled, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrSessionEnded
+	}
+	e, ok := p.sessions[peer]
+	if ok {
+		p.mu.Unlock()
+		select {
+		case <-e.ready:
+			return e, e.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	e = &pooled{ready: make(chan struct{})}
+	p.sessions[peer] = e
+	p.mu.Unlock()
+	defer close(e.ready)
+	s, err := p.dial(ctx, peer, Protocol, ProtocolSigned)
+	switch {
+	case err != nil:
+		e.err = err
+	case s.Protocol() != Protocol:
+		e.legacy = true
+		_ = s.Close()
+	default:
+		e.sess = NewSession(s, s.Reset, true)
+		e.sess.onEnd = func() { p.drop(peer, e) }
+		go func() { _ = e.sess.Serve(nil) }()
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			_ = e.sess.Close()
+		}
+		return e, nil
+	}
+	p.drop(peer, e) // the next Open dials again
+	return e, e.err
+}
+
+// drop forgets e as peer's session, if it still is.
+func (p *Pool) drop(peer string, e *pooled) {
+	p.mu.Lock()
+	if p.sessions[peer] == e {
+		delete(p.sessions, peer)
+	}
+	p.mu.Unlock()
+}
+
+// Close ends every session; Open fails afterwards.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	var open []*Session
+	for _, e := range p.sessions {
+		select {
+		case <-e.ready:
+			if e.sess != nil {
+				open = append(open, e.sess)
+			}
+		default:
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range open {
+		_ = s.Close()
+	}
+}
