@@ -1,41 +1,48 @@
 package consensus
 
-import "sync"
+import (
+	"crypto/sha256"
+	"encoding/hex"
 
-// agrCacheGen is how many agreements one generation of agrCache holds;
-// the cache keeps two, so memory stays bounded however long the ledger.
-const agrCacheGen = 4096
+	"github.com/pcm-mesh/pcm/mesh/gencache"
+)
 
-// agrCache keeps decoded agreements the FSM looked up, by agreement id
-// and by record index (a task's latest agreement is found by index).
-// Agreements never change once applied; Restore clears it.
-type agrCache struct {
-	mu       sync.Mutex
-	cur, old map[any]*Agreement
+// Cache sizes, per generation (gencache keeps two).
+const (
+	// agrCacheGen bounds the decoded agreements the FSM keeps, by
+	// agreement id and by record index (a task's latest agreement is
+	// found by index). Agreements never change once applied; Restore
+	// clears the cache.
+	agrCacheGen = 4096
+	// verifiedCacheGen bounds the entries this process checked at
+	// propose (signatures and schema), kept with their decoded payload.
+	verifiedCacheGen = 1 << 15
+)
+
+func newAgrCache() *gencache.Cache[any, *Agreement] {
+	return gencache.New[any, *Agreement](agrCacheGen)
 }
 
-func (c *agrCache) get(k any) (*Agreement, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if a, ok := c.cur[k]; ok {
-		return a, true
-	}
-	a, ok := c.old[k]
-	return a, ok
+// verifiedCache remembers entries whose signatures this process checked
+// at propose, with their decoded payloads, so applying them does not
+// check or decode them again. Keyed by a digest of the whole entry
+// (type, payload and signatures), so a changed entry never matches.
+type verifiedCache struct {
+	c *gencache.Cache[[32]byte, payload]
 }
 
-func (c *agrCache) put(k any, a *Agreement) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur == nil || len(c.cur) >= agrCacheGen {
-		c.old, c.cur = c.cur, make(map[any]*Agreement, agrCacheGen)
-	}
-	c.cur[k] = a
+func newVerifiedCache() verifiedCache {
+	return verifiedCache{gencache.New[[32]byte, payload](verifiedCacheGen)}
 }
 
-// clear forgets everything (the FSM's state was replaced).
-func (c *agrCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cur, c.old = nil, nil
+func entryDigest(e *Entry) [32]byte {
+	b, _ := hex.DecodeString(ChainHash(GenesisHash, 0, e))
+	var d [32]byte
+	copy(d[:], b)
+	return sha256.Sum256(d[:])
 }
+
+func (c verifiedCache) add(e *Entry, p payload) { c.c.Put(entryDigest(e), p) }
+
+// get returns e's decoded payload if this process verified e.
+func (c verifiedCache) get(e *Entry) (payload, bool) { return c.c.Get(entryDigest(e)) }

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pcm-mesh/pcm/testnet/rows"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/pcm-mesh/pcm/testnet/rows"
 )
 
 // formCluster starts node 0 as bootstrap, joins the others through it and

@@ -129,11 +129,17 @@ func (e *Entry) AddSignature(s Signer) error {
 // the type, the size limit, the payload schema, and that exactly the
 // required parties signed the exact payload bytes under the type's domain.
 func (e *Entry) Validate(v Verifier) error {
+	_, err := e.validate(v)
+	return err
+}
+
+// validate is Validate, returning the decoded payload.
+func (e *Entry) validate(v Verifier) (payload, error) {
 	p, err := e.decode()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.verifySignatures(p.signers(), v)
+	return p, e.verifySignatures(p.signers(), v)
 }
 
 // decode checks type, size and schema and returns the typed payload.

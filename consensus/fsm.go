@@ -2,9 +2,7 @@ package consensus
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
+
+	"github.com/pcm-mesh/pcm/mesh/gencache"
 )
 
 // Key layout of the FSM database.
@@ -69,13 +69,13 @@ type result struct {
 type fsm struct {
 	db       *badger.DB
 	verifier Verifier
-	verified *verifiedCache
+	verified verifiedCache
 	logger   *slog.Logger
 	// checkPayload checks payload content beyond the schema (Config.CheckPayload).
 	checkPayload func(typ string, payload []byte) error
 	refused      Counts
-	notify       func([]Record) // called after each commit, in order, on the FSM goroutine
-	agrs         agrCache       // decoded agreements, by id and by record index
+	notify       func([]Record)                   // called after each commit, in order, on the FSM goroutine
+	agrs         *gencache.Cache[any, *Agreement] // decoded agreements, by id and by record index
 
 	mu      sync.Mutex // guards head and changed
 	head    head
@@ -88,7 +88,7 @@ var (
 )
 
 func newFSM(db *badger.DB, v Verifier, logger *slog.Logger) (*fsm, error) {
-	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), logger: logger, changed: make(chan struct{})}
+	f := &fsm{db: db, verifier: v, verified: newVerifiedCache(), agrs: newAgrCache(), logger: logger, changed: make(chan struct{})}
 	h, err := readHead(db)
 	if err != nil {
 		return nil, err
@@ -235,7 +235,9 @@ func (f *fsm) verifyAll(entries []*Entry) ([]error, []payload) {
 	decoded := make([]payload, len(entries))
 	var todo []int
 	for i, e := range entries {
-		if !f.verified.has(e) {
+		if p, ok := f.verified.get(e); ok {
+			decoded[i] = p
+		} else {
 			todo = append(todo, i)
 		}
 	}
@@ -305,6 +307,10 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry, p payload) (rec Record, du
 	switch p := p.(type) {
 	case *Agreement:
 		err = w.set(append(append([]byte{}, prefixAgreement...), p.TaskID...), be64(rec.Index))
+		// The checks of this attempt's events and settlement look it up
+		// by id and by index: no need to read its record back.
+		f.agrs.Put(p.ID, p)
+		f.agrs.Put(rec.Index, p)
 	case *Settlement:
 		err = firstErr(w.addBalance(p.Payer, -p.Amount), w.addBalance(p.Payee, p.Amount),
 			w.set(append(append([]byte{}, prefixSettled...), p.AgreementID...), []byte(e.ID)))
@@ -403,12 +409,12 @@ func (f *fsm) checkState(w *writer, p payload) error {
 }
 
 func (f *fsm) agreementByID(w *writer, id string) (*Agreement, error) {
-	if a, ok := f.agrs.get(id); ok {
+	if a, ok := f.agrs.Get(id); ok {
 		return a, nil
 	}
 	a, err := agreementByID(w, id)
 	if err == nil {
-		f.agrs.put(id, a)
+		f.agrs.Put(id, a)
 	}
 	return a, err
 }
@@ -421,14 +427,14 @@ func (f *fsm) latestAgreement(txn *badger.Txn, taskID string) (Agreement, bool, 
 	if err != nil || !ok {
 		return Agreement{}, false, err
 	}
-	if a, ok := f.agrs.get(idx); ok {
+	if a, ok := f.agrs.Get(idx); ok {
 		return *a, true, nil
 	}
 	a, err := agreementAt(txn, idx)
 	if err != nil {
 		return Agreement{}, false, err
 	}
-	f.agrs.put(idx, &a)
+	f.agrs.Put(idx, &a)
 	return a, true, nil
 }
 
@@ -601,40 +607,4 @@ func (w *writer) addBalance(peer string, delta int64) error {
 		return err
 	}
 	return w.set(k, be64(uint64(int64(cur)+delta)))
-}
-
-// verifiedCache remembers entries whose signatures this process checked at
-// propose time, so the FSM need not check them again.
-type verifiedCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]struct{}
-}
-
-const verifiedCacheMax = 1 << 16
-
-func newVerifiedCache() *verifiedCache { return &verifiedCache{m: make(map[[32]byte]struct{})} }
-
-func entryDigest(e *Entry) [32]byte {
-	b, _ := hex.DecodeString(ChainHash(GenesisHash, 0, e))
-	var d [32]byte
-	copy(d[:], b)
-	return sha256.Sum256(d[:])
-}
-
-func (c *verifiedCache) add(e *Entry) {
-	d := entryDigest(e)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= verifiedCacheMax {
-		clear(c.m)
-	}
-	c.m[d] = struct{}{}
-}
-
-func (c *verifiedCache) has(e *Entry) bool {
-	d := entryDigest(e)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.m[d]
-	return ok
 }

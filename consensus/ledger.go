@@ -290,7 +290,8 @@ func (l *Ledger) propose(ctx context.Context, e Entry, hops int, waitLocal bool)
 	if l.closed() {
 		return Receipt{}, ErrClosed
 	}
-	if err := e.Validate(l.cfg.Verifier); err != nil {
+	p, err := e.validate(l.cfg.Verifier)
+	if err != nil {
 		l.countRefusal(RefusedPropose)
 		return Receipt{}, err
 	}
@@ -302,7 +303,7 @@ func (l *Ledger) propose(ctx context.Context, e Entry, hops int, waitLocal bool)
 		l.countRefusal(RefusedPropose)
 		return Receipt{}, err
 	}
-	l.fsm.verified.add(&e)
+	l.fsm.verified.add(&e, p)
 	backoff := 10 * time.Millisecond
 	for {
 		var rec Receipt

@@ -72,7 +72,7 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 // other key is refused.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	f.agrs.clear()
+	f.agrs.Clear()
 	if err := f.db.DropPrefix(fsmPrefixes...); err != nil {
 		return fmt.Errorf("restore ledger snapshot: clear state: %w", err)
 	}

@@ -118,7 +118,7 @@ func (i *Identity) Sign(domain string, payload []byte) ([]byte, error) {
 	}
 	// What this process signed it need not verify: a ledger entry it
 	// authored is checked again when it is proposed and applied here.
-	verified.add(sigKey(i.ID(), domain, payload, sig))
+	verified.Put(sigKey(i.ID(), domain, payload, sig), struct{}{})
 	return sig, nil
 }
 
@@ -131,13 +131,13 @@ type Verifier struct{}
 // Verify checks that sig is author's signature of payload under domain.
 func (Verifier) Verify(author, domain string, payload, sig []byte) error {
 	key := sigKey(author, domain, payload, sig)
-	if verified.has(key) {
+	if _, ok := verified.Get(key); ok {
 		return nil
 	}
 	if err := VerifySignature(author, domain, payload, sig); err != nil {
 		return err
 	}
-	verified.add(key)
+	verified.Put(key, struct{}{})
 	return nil
 }
 
@@ -154,7 +154,7 @@ var stdlibRules = &voied.Options{Verify: voied.VerifyOptionsStdLib}
 // crypto here). Keys of other types are checked by libp2p.
 func VerifySignature(author, domain string, payload, sig []byte) error {
 	msg := signedBytes(domain, payload)
-	if k, ok := keys.get(author); ok {
+	if k, ok := keys.Get(author); ok {
 		if !voied.VerifyExpandedWithOptions(k, msg, sig, stdlibRules) {
 			return fmt.Errorf("%w: %s signature by %s does not verify", ErrBadSignature, domain, author)
 		}
@@ -176,7 +176,7 @@ func VerifySignature(author, domain string, payload, sig []byte) error {
 			// Expanded once the author has signed something valid: a
 			// stream of garbage author ids cannot fill the cache.
 			if ek, eerr := voied.NewExpandedPublicKey(raw); eerr == nil {
-				keys.put(author, ek)
+				keys.Put(author, ek)
 			}
 		}
 	} else {

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -77,23 +76,5 @@ func TestSignVerifyDomains(t *testing.T) {
 		if !errors.Is(check, ErrBadSignature) {
 			t.Errorf("%s: err = %v, want ErrBadSignature", name, check)
 		}
-	}
-}
-
-func TestSigCacheStaysBounded(t *testing.T) {
-	c := &sigCache{cur: map[[32]byte]struct{}{}}
-	first := sigKey("a", "d", []byte("0"), nil)
-	c.add(first)
-	for i := range 2*sigCacheGen + 1 {
-		c.add(sigKey("a", "d", []byte(fmt.Sprint(i+1)), nil))
-	}
-	if n := len(c.cur) + len(c.old); n > 2*sigCacheGen {
-		t.Fatalf("cache holds %d keys, want at most %d", n, 2*sigCacheGen)
-	}
-	if c.has(first) {
-		t.Fatal("the oldest key survived two generations")
-	}
-	if !c.has(sigKey("a", "d", []byte(fmt.Sprint(2*sigCacheGen+1)), nil)) {
-		t.Fatal("the newest key is missing")
 	}
 }

@@ -2,7 +2,8 @@ package mesh
 
 import (
 	"crypto/sha256"
-	"sync"
+
+	"github.com/pcm-mesh/pcm/mesh/gencache"
 )
 
 // sigCacheGen is how many verified signatures one generation of the cache
@@ -16,12 +17,7 @@ const sigCacheGen = 8192
 // checked in negotiation and again in the ledger. Only successes are kept,
 // keyed by a hash of signer, domain, payload and signature together, so a
 // forged or altered message never matches a cached one.
-var verified = &sigCache{cur: map[[32]byte]struct{}{}}
-
-type sigCache struct {
-	mu       sync.Mutex
-	cur, old map[[32]byte]struct{}
-}
+var verified = gencache.New[[32]byte, struct{}](sigCacheGen)
 
 func sigKey(author, domain string, payload, sig []byte) [32]byte {
 	h := sha256.New()
@@ -36,23 +32,4 @@ func sigKey(author, domain string, payload, sig []byte) [32]byte {
 	var k [32]byte
 	h.Sum(k[:0])
 	return k
-}
-
-func (c *sigCache) has(k [32]byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.cur[k]; ok {
-		return true
-	}
-	_, ok := c.old[k]
-	return ok
-}
-
-func (c *sigCache) add(k [32]byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.cur) >= sigCacheGen {
-		c.old, c.cur = c.cur, make(map[[32]byte]struct{}, sigCacheGen)
-	}
-	c.cur[k] = struct{}{}
 }
