@@ -3,6 +3,7 @@ package negotiate
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -13,8 +14,14 @@ import (
 // Dialer opens a stream of the first of ps that a peer speaks.
 type Dialer func(ctx context.Context, peer string, ps ...protocol.ID) (network.Stream, error)
 
+// IdleTimeout is how long a broker keeps a session no negotiation uses:
+// placements come in bursts, and a mesh of hundreds of agents would
+// otherwise hold a session (two goroutines, buffers) for every pair that
+// ever negotiated.
+const IdleTimeout = 5 * time.Second
+
 // Pool is a broker's sessions, one per provider, opened on first use and
-// dropped when their stream ends.
+// closed when their stream ends or after IdleTimeout unused.
 type Pool struct {
 	dial Dialer
 	self *mesh.Identity
@@ -22,6 +29,8 @@ type Pool struct {
 	mu       sync.Mutex
 	sessions map[string]*pooled
 	closed   bool
+	sweeping bool // the idle sweep runs
+	stop     chan struct{}
 }
 
 type pooled struct {
@@ -34,7 +43,7 @@ type pooled struct {
 // NewPool opens sessions with dial; self seals messages for providers
 // that speak only ProtocolSigned.
 func NewPool(dial Dialer, self *mesh.Identity) *Pool {
-	return &Pool{dial: dial, self: self, sessions: map[string]*pooled{}}
+	return &Pool{dial: dial, self: self, sessions: map[string]*pooled{}, stop: make(chan struct{})}
 }
 
 // Open starts negotiation id with peer: on the peer's session, opened
@@ -98,6 +107,10 @@ func (p *Pool) session(ctx context.Context, peer string) (*pooled, error) {
 		go func() { _ = e.sess.Serve(nil) }()
 		p.mu.Lock()
 		closed := p.closed
+		if !p.sweeping && !closed {
+			p.sweeping = true
+			go p.sweep()
+		}
 		p.mu.Unlock()
 		if closed {
 			_ = e.sess.Close()
@@ -117,10 +130,26 @@ func (p *Pool) drop(peer string, e *pooled) {
 	p.mu.Unlock()
 }
 
-// Close ends every session; Open fails afterwards.
-func (p *Pool) Close() {
+// sweep closes sessions left idle for IdleTimeout, until the pool closes.
+func (p *Pool) sweep() {
+	t := time.NewTicker(IdleTimeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			for _, s := range p.open() {
+				s.closeIfIdle(now, IdleTimeout)
+			}
+		}
+	}
+}
+
+// open lists the pool's running sessions.
+func (p *Pool) open() []*Session {
 	p.mu.Lock()
-	p.closed = true
+	defer p.mu.Unlock()
 	var open []*Session
 	for _, e := range p.sessions {
 		select {
@@ -131,8 +160,18 @@ func (p *Pool) Close() {
 		default:
 		}
 	}
+	return open
+}
+
+// Close ends every session; Open fails afterwards.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if !p.closed {
+		close(p.stop)
+	}
+	p.closed = true
 	p.mu.Unlock()
-	for _, s := range open {
+	for _, s := range p.open() {
 		_ = s.Close()
 	}
 }

@@ -41,7 +41,8 @@ type Session struct {
 
 	mu     sync.Mutex
 	active map[string]*sessionExchange
-	err    error // why the session ended; nil while it runs
+	used   time.Time // when a negotiation last started or ended
+	err    error     // why the session ended; nil while it runs
 	done   chan struct{}
 	onEnd  func()
 }
@@ -51,7 +52,7 @@ type Session struct {
 // must run Serve in a goroutine to receive the answers; the provider's
 // side runs Serve with an accept function.
 func NewSession(c Conn, reset func() error, opener bool) *Session {
-	return &Session{c: c, reset: reset, opener: opener, active: map[string]*sessionExchange{}, done: make(chan struct{})}
+	return &Session{c: c, reset: reset, opener: opener, active: map[string]*sessionExchange{}, used: time.Now(), done: make(chan struct{})}
 }
 
 // Open starts negotiation id on the broker's side.
@@ -175,11 +176,20 @@ func (s *Session) Close() error {
 	return err
 }
 
-func (s *Session) end(err error) {
+func (s *Session) end(err error) { s.endIf(err, nil) }
+
+// closeIfIdle ends the session if no negotiation ran on it for d.
+func (s *Session) closeIfIdle(now time.Time, d time.Duration) bool {
+	return s.endIf(ErrSessionEnded, func() bool { return len(s.active) == 0 && now.Sub(s.used) >= d })
+}
+
+// endIf ends the session with err, if it runs and only (called under the
+// lock, so no negotiation starts in between) says so.
+func (s *Session) endIf(err error, only func() bool) bool {
 	s.mu.Lock()
-	if s.err != nil {
+	if s.err != nil || (only != nil && !only()) {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.err = err
 	for id, x := range s.active {
@@ -193,6 +203,7 @@ func (s *Session) end(err error) {
 	if onEnd != nil {
 		onEnd()
 	}
+	return true
 }
 
 func (s *Session) write(env Envelope) error {
@@ -211,6 +222,7 @@ func (s *Session) write(env Envelope) error {
 func (s *Session) newExchangeLocked(id string) *sessionExchange {
 	x := &sessionExchange{s: s, id: id, in: make(chan Envelope, inboxSize)}
 	s.active[id] = x
+	s.used = time.Now()
 	return x
 }
 
@@ -219,6 +231,7 @@ func (s *Session) forget(x *sessionExchange) {
 	s.mu.Lock()
 	if s.active[x.id] == x {
 		delete(s.active, x.id)
+		s.used = time.Now()
 	}
 	s.mu.Unlock()
 }

@@ -196,3 +196,29 @@ func TestSessionResetOnAFlood(t *testing.T) {
 		t.Error("a flooded session still runs")
 	}
 }
+
+// A session is closed idle only when no negotiation runs on it and none
+// ran for the idle time; Open fails on it afterwards.
+func TestSessionClosesOnlyWhenIdle(t *testing.T) {
+	broker, provider := sessionPair(t, func(x Exchange) {})
+	x, _ := broker.Open("c1")
+	later := time.Now().Add(time.Hour)
+	if broker.closeIfIdle(later, time.Minute) {
+		t.Fatal("closed with a negotiation open")
+	}
+	_ = x.Close()
+	if broker.closeIfIdle(time.Now(), time.Minute) {
+		t.Fatal("closed a session used just now")
+	}
+	if !broker.closeIfIdle(later, time.Minute) {
+		t.Fatal("an idle session was not closed")
+	}
+	if _, err := broker.Open("c2"); !errors.Is(err, ErrSessionEnded) {
+		t.Errorf("Open after the idle close: err = %v", err)
+	}
+	select {
+	case <-provider.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the provider's side still runs")
+	}
+}
