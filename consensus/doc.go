@@ -44,7 +44,8 @@
 //     its raft index with the head, so replay after restart is a no-op.
 //
 // Membership: the first node bootstraps; others Join through any replica
-// (forwarded to the leader over LedgerProtocol). The leader admits up to
+// (forwarded to the leader over LedgerProtocol, on a session of many
+// requests per peer: rpcsession.go). The leader admits up to
 // MaxVoters voters, then up to MaxNonVoters non-voters, then answers
 // RoleClient. Watching raft's heartbeat observations, it removes a replica
 // unreachable for longer than VoterTimeout and promotes a healthy non-voter

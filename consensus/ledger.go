@@ -58,6 +58,10 @@ type Ledger struct {
 	viaMu      sync.Mutex
 	via        []string // replicas a client-role node talks through
 	leaderHint string   // the leader as last reported by a peer (clients)
+
+	rpcMu       sync.Mutex
+	rpcSessions map[string]*sessionSlot // sessions with peers, by peer id (rpcsession.go)
+	noSession   map[string]time.Time    // peers of earlier versions, until when
 }
 
 // Open opens the ledger's stores in cfg.Dir. It starts nothing.
@@ -161,6 +165,7 @@ func (l *Ledger) Start(ctx context.Context) error {
 func (l *Ledger) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
+		l.closeSessions()
 		var errs []error
 		if l.raft != nil {
 			errs = append(errs, l.raft.Shutdown().Error())

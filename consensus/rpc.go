@@ -36,6 +36,7 @@ type request struct {
 	Entry  *Entry      `json:"entry,omitempty"`  // propose
 	Filter *Filter     `json:"filter,omitempty"` // entries
 	Key    string      `json:"key,omitempty"`    // entry: index or id
+	Seq    uint64      `json:"seq,omitempty"`    // within a session: numbers the request
 }
 
 // response answers a request; Code names the sentinel of Error.
@@ -49,11 +50,14 @@ type response struct {
 	Record     *Record        `json:"record,omitempty"`
 	Membership *Membership    `json:"membership,omitempty"`
 	Status     *ReplicaStatus `json:"status,omitempty"`
-	Leader     string         `json:"leader,omitempty"` // the answering node's known leader
+	Leader     string         `json:"leader,omitempty"`  // the answering node's known leader
+	Seq        uint64         `json:"seq,omitempty"`     // within a session: the request answered
+	Session    bool           `json:"session,omitempty"` // the stream is now a session
 }
 
 // ServeConn serves one inbound /pcm/ledger/1.0.0 stream: it reads one
-// request, answers it and closes conn.
+// request, answers it and closes conn; or, asked for a session, answers
+// the session's requests until the client closes it (rpcsession.go).
 //
 // The requester is conn's authenticated remote peer (RemoteAddr of a
 // gostream conn is the peer id); joins and admissions are decided from it,
@@ -62,16 +66,23 @@ func (l *Ledger) ServeConn(conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(serveTimeout))
 	var req request
-	if err := json.NewDecoder(io.LimitReader(conn, maxRequestSize)).Decode(&req); err != nil {
+	dec := json.NewDecoder(io.LimitReader(conn, maxRequestSize))
+	if err := dec.Decode(&req); err != nil {
 		_ = json.NewEncoder(conn).Encode(response{V: 1, Error: fmt.Sprintf("ledger request does not decode: %v", err), Code: "invalid"})
 		return
 	}
-	ctx, cancel := l.bounded(context.Background(), serveTimeout-time.Second)
-	defer cancel()
 	remote := ""
 	if a := conn.RemoteAddr(); a != nil {
 		remote = a.String()
 	}
+	if req.Op == opSession {
+		if err := json.NewEncoder(conn).Encode(response{V: 1, Session: true}); err == nil {
+			l.serveSession(conn, io.MultiReader(dec.Buffered(), conn), remote)
+		}
+		return
+	}
+	ctx, cancel := l.bounded(context.Background(), serveTimeout-time.Second)
+	defer cancel()
 	resp := l.handle(ctx, req, remote)
 	resp.V = 1
 	if resp.Leader == "" {
@@ -127,6 +138,52 @@ func (l *Ledger) handle(ctx context.Context, req request, remote string) respons
 // wraps errRetry; an error after it was sent (the peer may have acted on it)
 // wraps ErrOutcomeUnknown for proposals.
 func (l *Ledger) call(ctx context.Context, id string, req request) (response, error) {
+	resp, err := l.roundTrip(ctx, id, req)
+	if err != nil {
+		return resp, err
+	}
+	if resp.Leader != "" && resp.Leader != l.cfg.ID {
+		l.setLeaderHint(resp.Leader)
+	}
+	if err := decodeError(resp.Code, resp.Error); err != nil {
+		if errors.Is(err, ErrNotLeader) {
+			l.dropLeaderHint(id)
+		}
+		return resp, err
+	}
+	if req.Op == opPropose && resp.Receipt == nil {
+		return resp, fmt.Errorf("ledger peer %s answered a proposal without a receipt: %w", shortID(id), ErrOutcomeUnknown)
+	}
+	return resp, nil
+}
+
+// roundTrip sends req to peer id and reads its answer: on the session
+// with the peer, or, with a peer of an earlier version, on a stream of
+// its own.
+func (l *Ledger) roundTrip(ctx context.Context, id string, req request) (response, error) {
+	for range 2 {
+		s, err := l.sessionTo(ctx, id)
+		if err != nil {
+			return response{}, err
+		}
+		if s == nil {
+			break
+		}
+		resp, sent, err := s.call(ctx, req)
+		if sent {
+			if err != nil {
+				l.dropLeaderHint(id)
+			}
+			return resp, err
+		}
+		// The session had ended: open another.
+	}
+	return l.callStream(ctx, id, req)
+}
+
+// callStream sends req on a stream of its own (/pcm/ledger/1.0.0 without
+// a session).
+func (l *Ledger) callStream(ctx context.Context, id string, req request) (response, error) {
 	var resp response
 	if l.cfg.Dial == nil {
 		return resp, fmt.Errorf("ledger config has no Dial, cannot reach %s: %w", shortID(id), ErrNotLeader)
@@ -160,18 +217,6 @@ func (l *Ledger) call(ctx context.Context, id string, req request) (response, er
 		return resp, l.lostCall(req, id, err)
 	}
 	answered = true
-	if resp.Leader != "" && resp.Leader != l.cfg.ID {
-		l.setLeaderHint(resp.Leader)
-	}
-	if err := decodeError(resp.Code, resp.Error); err != nil {
-		if errors.Is(err, ErrNotLeader) {
-			l.dropLeaderHint(id)
-		}
-		return resp, err
-	}
-	if req.Op == opPropose && resp.Receipt == nil {
-		return resp, fmt.Errorf("ledger peer %s answered a proposal without a receipt: %w", shortID(id), ErrOutcomeUnknown)
-	}
 	return resp, nil
 }
 
