@@ -56,6 +56,9 @@ type Evaluation struct {
 type Placement struct {
 	Ranked   []Scored     `json:"ranked"` // eligible, best first
 	Rejected []Evaluation `json:"rejected"`
+	// Unevaluated counts providers not evaluated: the round had found
+	// placement.sample eligible ones before it reached them.
+	Unevaluated int `json:"unevaluated,omitempty"`
 }
 
 // Bid is a provider's answer to a call for proposals.
@@ -253,18 +256,36 @@ func (f *Framework) Place(t *Task, ps []*Provider, now time.Time) Placement {
 // key (a task's id) as well as the task's hash: many tasks of one
 // document (an array of alike tasks) spread over equal providers instead
 // of all asking the same few, while one task always sees one order.
+//
+// With more than placement.sample providers, it evaluates them in an
+// order drawn from the task's hash and key (the order its ties are broken
+// in) and stops once it has placement.sample eligible ones, which it
+// ranks: the cost of a round stays bounded in a mesh of thousands (a
+// provider's evaluation is ~4 µs of CEL), and alike tasks draw different
+// samples. Providers are evaluated until that many are eligible, so a
+// task only few providers can run still finds them.
 func (f *Framework) PlaceFor(t *Task, key string, ps []*Provider, now time.Time) Placement {
 	f.mustValid()
 	progs, perrs := t.constraintPrograms()
 	tv := taskVars(t)
 	var out Placement
-	cands := make([]Candidate, 0, len(ps))
-	for _, p := range ps {
+	limit := f.Placement.SampleSize()
+	cands := make([]Candidate, 0, min(len(ps), limit))
+	consider := func(p *Provider) bool {
 		ev := f.evaluate(t, tv, progs, perrs, p, now)
 		if ev.OK {
 			cands = append(cands, Candidate{Provider: p, Quote: ev.Quote})
 		} else {
 			out.Rejected = append(out.Rejected, ev)
+		}
+		return len(cands) < limit
+	}
+	if len(ps) > limit {
+		sampled(t, key, ps, consider)
+		out.Unevaluated = len(ps) - len(cands) - len(out.Rejected)
+	} else {
+		for _, p := range ps {
+			consider(p)
 		}
 	}
 	out.Ranked = rankFor(f.c.strategy, t, key, cands)

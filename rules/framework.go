@@ -52,6 +52,19 @@ type PlacementPolicy struct {
 	Params     map[string]string `yaml:"params" json:"params,omitempty"`
 	Candidates int               `yaml:"candidates" json:"candidates"`   // CFPs sent per round
 	BidTimeout Duration          `yaml:"bid_timeout" json:"bid_timeout"` // how long the broker waits for bids
+	// Sample bounds the eligible providers a round ranks (0: DefaultSample):
+	// with more known, it evaluates them in an order drawn from the task
+	// and stops at Sample eligible. Not filled in by defaults, so the
+	// canonical form (and id) of a framework without it is unchanged.
+	Sample int `yaml:"sample" json:"sample,omitempty"`
+}
+
+// SampleSize is how many eligible providers a round ranks at most.
+func (p PlacementPolicy) SampleSize() int {
+	if p.Sample > 0 {
+		return p.Sample
+	}
+	return DefaultSample
 }
 
 // Pricing sets prices per template class, in micros per unit-hour.
@@ -97,6 +110,7 @@ type compiledFramework struct {
 const (
 	DefaultStrategy   = "least-loaded"
 	DefaultCandidates = 3
+	DefaultSample     = 64
 	DefaultBidTimeout = 5 * time.Second
 	DefaultCurrency   = "PCM"
 	DefaultName       = "default"
@@ -306,6 +320,9 @@ func (f *Framework) checkPlacement(e *errs, c *compiledFramework, o options) {
 	}
 	if pl.Candidates < 1 || pl.Candidates > 1000 {
 		e.add("placement.candidates", ErrOutOfRange, "candidates %d must be 1..1000", pl.Candidates)
+	}
+	if pl.Sample < 0 || pl.Sample > 1_000_000 {
+		e.add("placement.sample", ErrOutOfRange, "sample %d must be 1..1000000 (or left out: %d)", pl.Sample, DefaultSample)
 	}
 	if pl.BidTimeout > Duration(10*time.Minute) {
 		e.add("placement.bid_timeout", ErrOutOfRange, "bid_timeout %s is above 10m", time.Duration(pl.BidTimeout))

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
@@ -113,13 +114,76 @@ func rankFor(s Strategy, t *Task, key string, cands []Candidate) []Scored {
 	return out
 }
 
-// tieBreak orders providers of equal score for one task.
+// sampled yields ps in the order a placement samples them for t (by the
+// tie-break key: a hash of the task, and key, with each provider id),
+// stopping when yield returns false. It orders lazily (a heap): a round
+// that finds its sample early pays O(n) for the keys, not a sort.
+func sampled(t *Task, key string, ps []*Provider, yield func(*Provider) bool) {
+	th := t.Hash()
+	if key != "" {
+		th += "\x00" + key
+	}
+	prefix := tiePrefix(th)
+	h := make(tieHeap, len(ps))
+	for i, p := range ps {
+		h[i] = tieKeyed{p, tieFrom(prefix, p.ID)}
+	}
+	heap.Init(&h)
+	for h.Len() > 0 {
+		if !yield(heap.Pop(&h).(tieKeyed).p) {
+			return
+		}
+	}
+}
+
+type tieKeyed struct {
+	p   *Provider
+	tie uint64
+}
+
+// tieHeap is a min-heap of providers by tie key, then id.
+type tieHeap []tieKeyed
+
+func (h tieHeap) Len() int { return len(h) }
+func (h tieHeap) Less(i, j int) bool {
+	if h[i].tie != h[j].tie {
+		return h[i].tie < h[j].tie
+	}
+	return h[i].p.ID < h[j].p.ID
+}
+func (h tieHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *tieHeap) Push(x any)   { *h = append(*h, x.(tieKeyed)) }
+func (h *tieHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// FNV-1a, 64 bits.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// tiePrefix is the FNV-1a state after the task's hash and a 0 byte.
+func tiePrefix(taskHash string) uint64 {
+	return tieFrom(fnvOffset, taskHash) * fnvPrime // the 0 byte: h ^= 0, h *= prime
+}
+
+// tieFrom continues FNV-1a state h over s.
+func tieFrom(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// tieBreak orders providers of equal score for one task: FNV-1a of the
+// task's hash, a 0 byte and the provider id.
 func tieBreak(taskHash, provider string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(taskHash))
-	h.Write([]byte{0})
-	h.Write([]byte(provider))
-	return h.Sum64()
+	return tieFrom(tiePrefix(taskHash), provider)
 }
 
 func noParams(s Strategy) Factory {
