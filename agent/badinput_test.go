@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -194,5 +196,51 @@ func TestNegotiationOnBothProtocolVersions(t *testing.T) {
 	var bid negotiate.BidMsg
 	if err := negotiate.Open(resp, negotiate.KindBid, prov.ID(), &bid); err != nil || bid.CFP != "s3" {
 		t.Errorf("1.0.0, signed cfp: answer %q, %v; want a bid signed by the provider", resp.Kind, err)
+	}
+}
+
+// A broker may hold only a few negotiation sessions open at one provider:
+// the fifth stream is reset, the four it holds still answer.
+func TestProviderBoundsABrokersSessions(t *testing.T) {
+	m := testnet.Start(t, testnet.Options{N: 1})
+	m.WaitForMesh(10 * time.Second)
+	prov := m.Nodes[0].Agent()
+	brokerID, h, ai, task := brokerProbe(t, prov)
+	cfp := func(id string) negotiate.Envelope {
+		env, err := negotiate.Plain(negotiate.KindCFP, negotiate.CFP{V: 1, ID: id, TaskID: "t" + id, Attempt: 1, Framework: rules.DefaultFramework().ID(),
+			Task: task.Canonical(), TaskHash: task.Hash(), Broker: brokerID.ID(), Expires: time.Now().Add(30 * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	ask := func(s network.Stream, id string) string {
+		_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+		var resp negotiate.Envelope
+		if mesh.WriteFrame(s, cfp(id), 1<<20) != nil || mesh.ReadFrame(bufio.NewReader(s), &resp, 1<<20) != nil {
+			return ""
+		}
+		return resp.Kind
+	}
+	var open []network.Stream
+	for i := range 5 {
+		s, err := h.NewStream(t.Context(), ai.ID, negotiate.Protocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		open = append(open, s)
+		kind := ask(s, fmt.Sprintf("s%d", i))
+		switch {
+		case i < 4 && kind != negotiate.KindBid:
+			t.Errorf("session %d: answer %q, want a bid", i+1, kind)
+		case i == 4 && kind != "":
+			t.Errorf("fifth session: answer %q, want the stream reset", kind)
+		}
+	}
+	// Its holds may have taken the provider's room: a bid or a decline,
+	// but an answer.
+	if kind := ask(open[0], "again"); kind != negotiate.KindBid && kind != negotiate.KindDecline {
+		t.Errorf("first session after the fifth was refused: answer %q, want a bid or a decline", kind)
 	}
 }

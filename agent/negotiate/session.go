@@ -13,8 +13,9 @@ import (
 // Session limits.
 const (
 	// MaxActive bounds the negotiations in flight on one session; a CFP
-	// beyond it is declined.
-	MaxActive = 1024
+	// beyond it is declined. (A broker runs at most 32 rounds of 3 CFPs
+	// at once.)
+	MaxActive = 256
 	// inboxSize bounds the messages queued for one negotiation: a broker
 	// sends at most three (cfp, award or release, committed or aborted),
 	// a provider two. More reset the session.

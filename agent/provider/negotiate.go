@@ -25,6 +25,12 @@ func (p *Provider) HandleNegotiate(s network.Stream) {
 		}
 		return
 	}
+	if !p.openSession(remote) {
+		p.d.Log.Info("negotiation refused", "peer", remote, "err", fmt.Sprintf("more than %d sessions open", maxSessionsPerBroker))
+		_ = s.Reset()
+		return
+	}
+	defer p.closeSession(remote)
 	w := negotiate.WireFor(p.d.Identity, negotiate.Protocol)
 	sess := negotiate.NewSession(s, s.Reset, false)
 	stop := context.AfterFunc(p.d.Ctx, func() { _ = sess.Close() })
@@ -40,6 +46,29 @@ func (p *Provider) HandleNegotiate(s network.Stream) {
 			}
 		}
 	})
+}
+
+// maxSessionsPerBroker bounds the negotiation sessions one broker may
+// hold open here (it needs one; a few cover a reconnect), so a broker
+// cannot multiply negotiation.MaxActive.
+const maxSessionsPerBroker = 4
+
+func (p *Provider) openSession(broker string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sessions[broker] >= maxSessionsPerBroker {
+		return false
+	}
+	p.sessions[broker]++
+	return true
+}
+
+func (p *Provider) closeSession(broker string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sessions[broker]--; p.sessions[broker] <= 0 {
+		delete(p.sessions, broker)
+	}
 }
 
 // Serve runs the provider side of one negotiation with remote on a stream

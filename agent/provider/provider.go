@@ -27,6 +27,7 @@ type Provider struct {
 	holds     map[string]*hold // by CFP id
 	confirmed map[string]*hold // by agreement id, until committed
 	seenCFP   map[string]time.Time
+	sessions  map[string]int      // open negotiation sessions, by broker
 	attempts  map[string]*attempt // by agreement id
 	byTask    map[string]string   // task id -> agreement id running here
 	// freed is closed (and replaced) when capacity may have freed: a
@@ -58,7 +59,7 @@ type attempt struct {
 // New makes a provider; Start runs its lease renewals, Recover re-attaches
 // to driver tasks that outlived an earlier process.
 func New(d Deps) *Provider {
-	return &Provider{d: d, self: d.Identity.ID(), holds: map[string]*hold{}, confirmed: map[string]*hold{}, seenCFP: map[string]time.Time{}, attempts: map[string]*attempt{}, byTask: map[string]string{}, freed: make(chan struct{})}
+	return &Provider{d: d, self: d.Identity.ID(), holds: map[string]*hold{}, confirmed: map[string]*hold{}, seenCFP: map[string]time.Time{}, sessions: map[string]int{}, attempts: map[string]*attempt{}, byTask: map[string]string{}, freed: make(chan struct{})}
 }
 
 // signalFreedLocked wakes the CFPs waiting for capacity; p.mu held.
