@@ -28,6 +28,7 @@ type Pool struct {
 
 	mu       sync.Mutex
 	sessions map[string]*pooled
+	legacy   map[string]time.Time // peers that speak only ProtocolSigned, until when
 	closed   bool
 	sweeping bool // the idle sweep runs
 	stop     chan struct{}
@@ -43,7 +44,7 @@ type pooled struct {
 // NewPool opens sessions with dial; self seals messages for providers
 // that speak only ProtocolSigned.
 func NewPool(dial Dialer, self *mesh.Identity) *Pool {
-	return &Pool{dial: dial, self: self, sessions: map[string]*pooled{}, stop: make(chan struct{})}
+	return &Pool{dial: dial, self: self, sessions: map[string]*pooled{}, legacy: map[string]time.Time{}, stop: make(chan struct{})}
 }
 
 // Open starts negotiation id with peer: on the peer's session, opened
@@ -51,11 +52,13 @@ func NewPool(dial Dialer, self *mesh.Identity) *Pool {
 // only ProtocolSigned. The Wire seals and opens its messages.
 func (p *Pool) Open(ctx context.Context, peer, id string) (Exchange, Wire, error) {
 	for tries := 0; ; tries++ {
-		e, err := p.session(ctx, peer)
+		e, own, err := p.session(ctx, peer)
 		switch {
 		case err != nil:
 			return nil, Wire{}, err
-		case e.legacy:
+		case own != nil: // the dial found a peer of an earlier version
+			return StreamExchange(own), WireFor(p.self, ProtocolSigned), nil
+		case e == nil: // known to be of an earlier version
 			s, err := p.dial(ctx, peer, ProtocolSigned)
 			if err != nil {
 				return nil, Wire{}, err
@@ -73,21 +76,34 @@ func (p *Pool) Open(ctx context.Context, peer, id string) (Exchange, Wire, error
 	}
 }
 
+// legacyFor is how long a peer that answered with ProtocolSigned is
+// dialled with it alone, before a session is offered again.
+const legacyFor = time.Minute
+
 // session returns peer's pooled session, dialling it if there is none.
-func (p *Pool) session(ctx context.Context, peer string) (*pooled, error) {
+// For a peer of an earlier version it returns no session: own, the stream
+// its dial opened, when this call dialled, nil when it was known already.
+func (p *Pool) session(ctx context.Context, peer string) (e *pooled, own network.Stream, err error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, ErrSessionEnded
+		return nil, nil, ErrSessionEnded
+	}
+	if until, ok := p.legacy[peer]; ok && time.Now().Before(until) {
+		p.mu.Unlock()
+		return nil, nil, nil
 	}
 	e, ok := p.sessions[peer]
 	if ok {
 		p.mu.Unlock()
 		select {
 		case <-e.ready:
-			return e, e.err
+			if e.legacy {
+				return nil, nil, nil
+			}
+			return e, nil, e.err
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 	e = &pooled{ready: make(chan struct{})}
@@ -98,27 +114,30 @@ func (p *Pool) session(ctx context.Context, peer string) (*pooled, error) {
 	switch {
 	case err != nil:
 		e.err = err
+		p.drop(peer, e) // the next Open dials again
+		return nil, nil, err
 	case s.Protocol() != Protocol:
 		e.legacy = true
-		_ = s.Close()
-	default:
-		e.sess = NewSession(s, s.Reset, true)
-		e.sess.onEnd = func() { p.drop(peer, e) }
-		go func() { _ = e.sess.Serve(nil) }()
 		p.mu.Lock()
-		closed := p.closed
-		if !p.sweeping && !closed {
-			p.sweeping = true
-			go p.sweep()
-		}
+		p.legacy[peer] = time.Now().Add(legacyFor)
 		p.mu.Unlock()
-		if closed {
-			_ = e.sess.Close()
-		}
-		return e, nil
+		p.drop(peer, e)
+		return nil, s, nil
 	}
-	p.drop(peer, e) // the next Open dials again
-	return e, e.err
+	e.sess = NewSession(s, s.Reset, true)
+	e.sess.onEnd = func() { p.drop(peer, e) }
+	go func() { _ = e.sess.Serve(nil) }()
+	p.mu.Lock()
+	closed := p.closed
+	if !p.sweeping && !closed {
+		p.sweeping = true
+		go p.sweep()
+	}
+	p.mu.Unlock()
+	if closed {
+		_ = e.sess.Close()
+	}
+	return e, nil, nil
 }
 
 // drop forgets e as peer's session, if it still is.
