@@ -82,10 +82,7 @@ func rank(s Strategy, t *Task, cands []Candidate) []Scored { return rankFor(s, t
 // rankFor is rank with ties broken by key as well as the task's hash.
 func rankFor(s Strategy, t *Task, key string, cands []Candidate) []Scored {
 	scores := s.Score(t, cands)
-	th := t.Hash()
-	if key != "" {
-		th += "\x00" + key
-	}
+	seed := tieSeed(t, key)
 	type keyed struct {
 		Scored
 		tie uint64
@@ -96,7 +93,7 @@ func rankFor(s Strategy, t *Task, key string, cands []Candidate) []Scored {
 		if math.IsNaN(sc) {
 			sc = math.Inf(-1)
 		}
-		ks[i] = keyed{Scored{Provider: c.Provider.ID, Score: sc, Quote: c.Quote}, tieBreak(th, c.Provider.ID)}
+		ks[i] = keyed{Scored{Provider: c.Provider.ID, Score: sc, Quote: c.Quote}, tieFrom(seed, c.Provider.ID)}
 	}
 	sort.Slice(ks, func(i, j int) bool {
 		if ks[i].Score != ks[j].Score {
@@ -119,14 +116,10 @@ func rankFor(s Strategy, t *Task, key string, cands []Candidate) []Scored {
 // stopping when yield returns false. It orders lazily (a heap): a round
 // that finds its sample early pays O(n) for the keys, not a sort.
 func sampled(t *Task, key string, ps []*Provider, yield func(*Provider) bool) {
-	th := t.Hash()
-	if key != "" {
-		th += "\x00" + key
-	}
-	prefix := tiePrefix(th)
+	seed := tieSeed(t, key)
 	h := make(tieHeap, len(ps))
 	for i, p := range ps {
-		h[i] = tieKeyed{p, tieFrom(prefix, p.ID)}
+		h[i] = tieKeyed{p, tieFrom(seed, p.ID)}
 	}
 	heap.Init(&h)
 	for h.Len() > 0 {
@@ -166,9 +159,15 @@ const (
 	fnvPrime  = 1099511628211
 )
 
-// tiePrefix is the FNV-1a state after the task's hash and a 0 byte.
-func tiePrefix(taskHash string) uint64 {
-	return tieFrom(fnvOffset, taskHash) * fnvPrime // the 0 byte: h ^= 0, h *= prime
+// tieSeed is the FNV-1a state after the task's hash, then (when key is
+// set) a 0 byte and key, then a 0 byte: a provider's tie-break key is
+// tieFrom(seed, its id).
+func tieSeed(t *Task, key string) uint64 {
+	th := t.Hash()
+	if key != "" {
+		th += "\x00" + key
+	}
+	return tieFrom(fnvOffset, th) * fnvPrime // the 0 byte: h ^= 0, h *= prime
 }
 
 // tieFrom continues FNV-1a state h over s.
@@ -178,12 +177,6 @@ func tieFrom(h uint64, s string) uint64 {
 		h *= fnvPrime
 	}
 	return h
-}
-
-// tieBreak orders providers of equal score for one task: FNV-1a of the
-// task's hash, a 0 byte and the provider id.
-func tieBreak(taskHash, provider string) uint64 {
-	return tieFrom(tiePrefix(taskHash), provider)
 }
 
 func noParams(s Strategy) Factory {
