@@ -40,6 +40,14 @@ type Config struct {
 
 	// Connection manager watermarks.
 	ConnLow, ConnHigh int
+	// DiscoverPeers is how many connections a node seeks on its own: while
+	// it has fewer, it dials the authors of the adverts it receives
+	// (default 16, above gossipsub's mesh degree of 6 to 12). More
+	// connections only add gossip: with every agent connected to every
+	// other, gossipsub sends its IHAVE gossip to a quarter of all peers
+	// each heartbeat and keeps a stream and state per pair. Negotiation
+	// and the ledger dial the peers they need.
+	DiscoverPeers int
 	// Resource manager limits for the whole host.
 	MaxMemoryMB int64
 	MaxFDs      int
@@ -63,6 +71,7 @@ func DefaultConfig() Config {
 		MaxClockSkew:   DefaultMaxClockSkew,
 		ConnLow:        64,
 		ConnHigh:       192,
+		DiscoverPeers:  16,
 		MaxMemoryMB:    512,
 		MaxFDs:         1024,
 	}
@@ -113,6 +122,9 @@ func (c Config) withDefaults() Config {
 	if c.ConnHigh == 0 {
 		c.ConnHigh = d.ConnHigh
 	}
+	if c.DiscoverPeers == 0 {
+		c.DiscoverPeers = d.DiscoverPeers
+	}
 	if c.MaxMemoryMB == 0 {
 		c.MaxMemoryMB = d.MaxMemoryMB
 	}
@@ -147,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.ConnLow <= 0 || c.ConnHigh < c.ConnLow {
 		errs = append(errs, fmt.Errorf("connection watermarks low=%d high=%d: need 0 < low <= high", c.ConnLow, c.ConnHigh))
+	}
+	if c.DiscoverPeers < 0 || c.DiscoverPeers > c.ConnHigh {
+		errs = append(errs, fmt.Errorf("discover_peers %d: use 1 to the connection high watermark %d (default 16)", c.DiscoverPeers, c.ConnHigh))
 	}
 	if c.MaxMemoryMB < 16 {
 		errs = append(errs, fmt.Errorf("max_memory_mb %d is too small; use at least 16", c.MaxMemoryMB))

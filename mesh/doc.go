@@ -1,7 +1,9 @@
 // Package mesh is pcm's libp2p layer: the host (TCP and QUIC, Noise and
 // TLS, yamux, resource and connection managers, optional private network),
-// the agent's Ed25519 identity, discovery (bootstrap peers and a private
-// kad-dht under the /pcm protocol prefix), gossipsub adverts and the
+// the agent's Ed25519 identity, discovery (bootstrap peers, a private
+// kad-dht under the /pcm protocol prefix, and the authors of adverts,
+// dialled until a node has Config.DiscoverPeers connections), gossipsub
+// adverts and the
 // resource table built from them, stream helpers and a raft stream layer,
 // and NAT traversal (nat.go): AutoNAT v2 reachability, circuit relay v2
 // service and reservations, DCUtR hole punching.

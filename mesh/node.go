@@ -45,6 +45,7 @@ type Node struct {
 
 	kick      chan struct{}
 	greeting  atomic.Bool
+	dialing   atomic.Int32 // discovery dials in flight (learnAddrs)
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -291,8 +292,9 @@ func (n *Node) readAdverts(ctx context.Context, sub *pubsub.Subscription) {
 }
 
 // learnAddrs puts an advertised provider's addresses in the peerstore and,
-// while this node has few connections, dials it: adverts double as peer
-// discovery so negotiation streams need no DHT lookup.
+// while this node has fewer than DiscoverPeers connections, dials it:
+// adverts double as peer discovery so negotiation streams need no DHT
+// lookup.
 func (n *Node) learnAddrs(a *Advert) {
 	pid, err := peer.Decode(a.Provider)
 	if err != nil || pid == n.host.ID() {
@@ -305,13 +307,21 @@ func (n *Node) learnAddrs(a *Advert) {
 		}
 	}
 	n.host.Peerstore().AddAddrs(pid, addrs, a.TTL()+time.Minute)
-	if n.host.Network().Connectedness(pid) != network.Connected && len(n.host.Network().Peers()) < n.cfg.ConnLow {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = n.host.Connect(ctx, peer.AddrInfo{ID: pid})
-		}()
+	if n.host.Network().Connectedness(pid) == network.Connected {
+		return
 	}
+	// Dials in flight count: a burst of adverts must not start a dial to
+	// every author while the first connections are still being made.
+	if d := n.dialing.Add(1); len(n.host.Network().Peers())+int(d) > n.cfg.DiscoverPeers {
+		n.dialing.Add(-1)
+		return
+	}
+	go func() {
+		defer n.dialing.Add(-1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.host.Connect(ctx, peer.AddrInfo{ID: pid})
+	}()
 }
 
 // connectBootstrap dials every bootstrap peer once, in parallel.

@@ -120,3 +120,34 @@ func TestSwarmKeyKeepsOutsidersOut(t *testing.T) {
 		t.Fatal("the outsider's advert reached the private mesh")
 	}
 }
+
+// A node dials the authors of adverts it receives only until it has
+// DiscoverPeers connections (dials in flight included): adverts still
+// reach every node through the others, without every node connecting to
+// every other.
+func TestAdvertsDialOnlyUpToDiscoverPeers(t *testing.T) {
+	// A star: five leaves bootstrap from a hub and seek no one else. (The
+	// DHT is off: its routing table refresh dials peers of its own.)
+	hub := startNodeWith(t, Config{DiscoverPeers: 1, DisableDHT: true})
+	var leaves []*Node
+	for range 5 {
+		leaves = append(leaves, startNodeWith(t, Config{Bootstrap: hub.Addrs()[:1], DiscoverPeers: 1, DisableDHT: true}))
+	}
+	seeker := startNodeWith(t, Config{Bootstrap: hub.Addrs()[:1], DiscoverPeers: 3, DisableDHT: true})
+	all := append([]*Node{hub, seeker}, leaves...)
+	for i, n := range all {
+		waitFor(t, 15*time.Second, fmt.Sprintf("node %d to see all 7 providers", i), func() bool { return n.Table().Len() == 7 })
+	}
+	// Adverts keep arriving (every 200 ms): let a few more rounds pass.
+	time.Sleep(time.Second)
+	if got := len(seeker.Host().Network().Peers()); got != 3 {
+		t.Errorf("the node seeking 3 peers has %d", got)
+	}
+	if got := len(leaves[0].Host().Network().Peers()) + len(leaves[1].Host().Network().Peers()) + len(leaves[2].Host().Network().Peers()) +
+		len(leaves[3].Host().Network().Peers()) + len(leaves[4].Host().Network().Peers()); got != 5+2 {
+		t.Errorf("the leaves have %d connections; want one each to the hub and two to the seeker", got)
+	}
+	// A node seeking more connects to every author it hears of.
+	greedy := startNodeWith(t, Config{Bootstrap: hub.Addrs()[:1], DiscoverPeers: 16, DisableDHT: true})
+	waitFor(t, 15*time.Second, "the greedy node to connect to all 7 others", func() bool { return len(greedy.Host().Network().Peers()) == 7 })
+}
