@@ -37,6 +37,8 @@ func (l ledgerLink) Entry(ctx context.Context, id string) (consensus.Record, err
 
 func (l ledgerLink) AttemptEnd(agreementID string) string { return l.a.ledger.AttemptEnd(agreementID) }
 
+func (l ledgerLink) Billing(ctx context.Context) bool { return l.a.ledger.Billing(ctx) }
+
 func (l ledgerLink) Has(ctx context.Context, agreementID string, index uint64) error {
 	return l.a.ledgerHas(ctx, agreementID, index)
 }

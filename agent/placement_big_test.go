@@ -132,10 +132,17 @@ func TestTwoHundredTasksOnFiveAgents(t *testing.T) {
 	t.Logf("200 tasks done in %s", time.Since(start))
 	led := m.Nodes[0].Agent().Ledger()
 	m.WaitFor(30*time.Second, "every settlement applied on agent 0", func() bool {
-		recs, _ := led.Entries(t.Context(), consensus.Filter{Type: consensus.TypeSettlement, Limit: 10000})
-		return len(recs) >= tasks
+		per, _ := settlementsPerTask(t, m.Nodes[0].Agent())
+		return len(per) >= tasks
 	})
-	for _, typ := range []string{consensus.TypeAgreement, consensus.TypeSettlement} {
+	perSettled, billed := settlementsPerTask(t, m.Nodes[0].Agent())
+	t.Logf("%d of %d attempts billed by the ledger, the others by settlement entries", billed, tasks)
+	for _, s := range subs {
+		if perSettled[s.id] != 1 {
+			t.Errorf("task %s is settled %d times, want once", s.id, perSettled[s.id])
+		}
+	}
+	for _, typ := range []string{consensus.TypeAgreement} {
 		recs, err := led.Entries(t.Context(), consensus.Filter{Type: typ, Limit: 10000})
 		if err != nil {
 			t.Fatal(err)

@@ -51,7 +51,7 @@ func TestSubmitPlacesRunsAndSettles(t *testing.T) {
 		t.Fatalf("task ended %s: %s (%+v)", done.State, done.Message, done.History)
 	}
 	kinds := ledgerKinds(t, a, tk.ID)
-	if kinds[consensus.TypeAgreement] != 1 || kinds[consensus.TypeSettlement] != 1 || kinds[consensus.TypeTaskEvent] != 2 {
+	if kinds[consensus.TypeAgreement] != 1 || kinds[settled] != 1 || kinds[consensus.TypeTaskEvent] != 2 {
 		t.Fatalf("ledger records for the task: %v", kinds)
 	}
 }

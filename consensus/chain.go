@@ -18,6 +18,19 @@ type Record struct {
 	Entry
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
+	// Billed is what the ledger billed when this record, the final event
+	// of a billed agreement's attempt, applied. It is derived, not part of
+	// the hash: a reader that does not trust the replica it read from
+	// recomputes it from the agreement's terms and the event's usage.
+	Billed *Billed `json:"billed,omitempty"`
+}
+
+// Billed is a settlement the ledger derived: Amount micros from Payer (the
+// agreement's broker) to Payee (its provider).
+type Billed struct {
+	Payer  string `json:"payer"`
+	Payee  string `json:"payee"`
+	Amount int64  `json:"amount"`
 }
 
 // Receipt is what a successful proposal returns. Duplicate is true when the

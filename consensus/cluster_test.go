@@ -35,6 +35,17 @@ func formCluster(t *testing.T, c *testCluster, n int) {
 	}
 }
 
+// threeVoters forms a 3-voter ledger over libp2p on loopback.
+func threeVoters(t *testing.T) *testCluster {
+	t.Helper()
+	c := newTestCluster(t, 3, false, nil)
+	formCluster(t, c, 3)
+	eventually(t, 20*time.Second, "3 voters", func() bool {
+		return len(membership(t, c.nodes[0].Ledger()).Voters) == 3
+	})
+	return c
+}
+
 func membership(t *testing.T, l *Ledger) Membership {
 	t.Helper()
 	m, err := l.Members(t.Context())
@@ -53,11 +64,7 @@ func TestThreeNodesLibp2p(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node test")
 	}
-	c := newTestCluster(t, 3, false, nil)
-	formCluster(t, c, 3)
-	eventually(t, 20*time.Second, "3 voters", func() bool {
-		return len(membership(t, c.nodes[0].Ledger()).Voters) == 3
-	})
+	c := threeVoters(t)
 
 	brokers := []*testSigner{newSigner(t), newSigner(t)}
 	providers := []*testSigner{newSigner(t), newSigner(t)}

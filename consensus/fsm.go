@@ -23,7 +23,7 @@ var (
 	prefixBalance   = []byte("b/") // b/<peer>                → int64 be64
 	prefixAgreement = []byte("a/") // a/<task id>             → index be64 of the latest agreement
 	prefixFinal     = []byte("f/") // f/<agreement id>        → the attempt's final event kind
-	prefixSettled   = []byte("s/") // s/<agreement id>        → id of the attempt's settlement
+	prefixSettled   = []byte("s/") // s/<agreement id>        → id of the attempt's settlement (or of its final event, billed)
 	prefixAdmitted  = []byte("p/") // p/<peer>                → role admitted by a voter's membership entry
 	prefixRefused   = []byte("x/") // x/<raft index be64><n be32> → refusedRecord JSON
 	keyHead         = []byte("m/head")
@@ -297,6 +297,15 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry, p payload) (rec Record, du
 	}
 	rec = Record{Index: h.Index + 1, Time: p.when(), Entry: *e, PrevHash: h.Hash}
 	rec.Hash = ChainHash(rec.PrevHash, rec.Index, &rec.Entry)
+	if ev, ok := p.(*TaskEvent); ok && billsAttempt(ev.Event) {
+		a, err := f.agreementByID(w, ev.AgreementID)
+		if err != nil {
+			return rec, false, err
+		}
+		if a.Billed() {
+			rec.Billed = &Billed{Payer: a.Broker, Payee: a.Provider, Amount: a.Bill.Amount(a.Price, ev.Usage.CPUSeconds, ev.Usage.WallSeconds)}
+		}
+	}
 	rb, err := json.Marshal(rec)
 	if err != nil {
 		return rec, false, fmt.Errorf("encode record %d: %w", rec.Index, err)
@@ -320,8 +329,19 @@ func (f *fsm) applyEntry(w *writer, h head, e *Entry, p payload) (rec Record, du
 		if p.Event != EventStarted {
 			err = w.set(append(append([]byte{}, prefixFinal...), p.AgreementID...), []byte(p.Event))
 		}
+		if b := rec.Billed; err == nil && b != nil {
+			err = firstErr(w.addBalance(b.Payer, -b.Amount), w.addBalance(b.Payee, b.Amount),
+				w.set(append(append([]byte{}, prefixSettled...), p.AgreementID...), []byte(e.ID)))
+		}
 	}
 	return rec, false, err
+}
+
+// billsAttempt says whether an attempt that ends with event is billed:
+// succeeded, failed and cancelled attempts are; lost ones (the provider
+// stopped renewing its lease) are not.
+func billsAttempt(event string) bool {
+	return event == EventSucceeded || event == EventFailed || event == EventCancelled
 }
 
 // checkState enforces the rules that depend on earlier records.
@@ -391,6 +411,9 @@ func (f *fsm) checkState(w *writer, p payload) error {
 		a, err := f.agreementByID(w, p.AgreementID)
 		if err != nil {
 			return err
+		}
+		if a.Billed() {
+			return fmt.Errorf("agreement %q is billed by the ledger when its attempt ends; it takes no settlement entry: %w", a.ID, ErrRejected)
 		}
 		if a.Broker != p.Payer || a.Provider != p.Payee || (p.TaskID != "" && p.TaskID != a.TaskID) {
 			return fmt.Errorf("settlement must pay from the agreement's broker %s to its provider %s for task %q: %w", a.Broker, a.Provider, a.TaskID, ErrRejected)

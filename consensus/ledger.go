@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -62,6 +63,9 @@ type Ledger struct {
 	rpcMu       sync.Mutex
 	rpcSessions map[string]*sessionSlot // sessions with peers, by peer id (rpcsession.go)
 	noSession   map[string]time.Time    // peers of earlier versions, until when
+
+	bill  billGate     // whether every replica reads billed agreements (billing.go)
+	reads atomic.Int32 // the agreement version this replica reads (status; tests lower it)
 }
 
 // Open opens the ledger's stores in cfg.Dir. It starts nothing.
@@ -109,6 +113,7 @@ func Open(cfg Config) (*Ledger, error) {
 		done:      make(chan struct{}),
 		subs:      make(map[int]*subscriber),
 	}
+	l.reads.Store(BilledAgreementVersion)
 	f.notify = l.publish
 	f.checkPayload = cfg.CheckPayload
 	if g, ok := cfg.Transport.(gated); ok {
@@ -314,6 +319,10 @@ func (l *Ledger) propose(ctx context.Context, e Entry, hops int, waitLocal bool)
 		var rec Receipt
 		var err error
 		if l.IsLeader() {
+			if err := l.checkBilled(ctx, p); err != nil {
+				l.countRefusal(RefusedPropose)
+				return Receipt{}, err
+			}
 			rec, err = l.proposeLocal(ctx, e)
 		} else if hops >= maxHops {
 			return Receipt{}, fmt.Errorf("forwarded proposal reached a node that is not the leader: %w", ErrNotLeader)

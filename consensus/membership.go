@@ -37,7 +37,10 @@ type ReplicaStatus struct {
 	Index     uint64 `json:"index"`
 	Hash      string `json:"hash"`
 	RaftIndex uint64 `json:"raft_index"`
-	Error     string `json:"error,omitempty"`
+	// Reads is the highest agreement version the replica applies
+	// (BilledAgreementVersion; absent from replicas of earlier versions).
+	Reads int    `json:"reads,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // joinCallTimeout bounds one join request to one peer: the leader may
@@ -354,5 +357,5 @@ func (l *Ledger) members(ctx context.Context, hops int) (Membership, error) {
 
 func (l *Ledger) status() ReplicaStatus {
 	h, _ := l.fsm.state()
-	return ReplicaStatus{ID: l.cfg.ID, Role: l.Role(), Leader: l.IsLeader(), Index: h.Index, Hash: h.Hash, RaftIndex: h.RaftIndex}
+	return ReplicaStatus{ID: l.cfg.ID, Role: l.Role(), Leader: l.IsLeader(), Index: h.Index, Hash: h.Hash, RaftIndex: h.RaftIndex, Reads: int(l.reads.Load())}
 }

@@ -6,10 +6,20 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pcm-mesh/pcm/rules/bill"
 )
 
 // PayloadVersion is the "v" every payload carries.
 const PayloadVersion = 1
+
+// BilledAgreementVersion is the "v" of an agreement that carries billing
+// terms: the ledger bills its attempt when the attempt ends, and no
+// settlement entry follows. Replicas of earlier versions refuse it (their
+// chain then stops matching and they report a fork) rather than apply it
+// without the bill; a leader accepts one only while every replica says it
+// reads it (ReplicaStatus.Reads).
+const BilledAgreementVersion = 2
 
 // Task event kinds.
 const (
@@ -50,7 +60,11 @@ type Agreement struct {
 	Price        int64              `json:"price"` // micros per hour
 	Resources    map[string]float64 `json:"resources,omitempty"`
 	Driver       string             `json:"driver"`
-	Time         time.Time          `json:"time"`
+	// Bill are the billing terms of a billed agreement ("v": 2): when
+	// the attempt ends succeeded, failed or cancelled, every replica bills
+	// Bill.Amount(Price, the event's usage) from broker to provider.
+	Bill *bill.Terms `json:"bill,omitempty"`
+	Time time.Time   `json:"time"`
 }
 
 // Usage is what a task consumed.
@@ -141,7 +155,14 @@ func (p *FrameworkPublished) check() error {
 	)
 }
 
-func (p *Agreement) version() int      { return p.V }
+// version maps a billed agreement's "v": 2 to the version decodePayload
+// expects; check ties the version to the presence of billing terms.
+func (p *Agreement) version() int {
+	if p.V == BilledAgreementVersion {
+		return PayloadVersion
+	}
+	return p.V
+}
 func (p *Agreement) entryID() string   { return p.ID }
 func (p *Agreement) signers() []string { return sortedUnique(p.Broker, p.Provider) }
 func (p *Agreement) when() time.Time   { return p.Time }
@@ -152,8 +173,21 @@ func (p *Agreement) check() error {
 		need(p.Provider != "", "provider is empty"),
 		need(p.Attempt >= 1, "attempt must be >= 1"),
 		need(p.Price >= 0, "price must be >= 0 micros per hour"),
+		need(p.V != BilledAgreementVersion || p.Bill != nil, `bill is missing; an agreement of "v": 2 carries billing terms`),
+		need(p.V == BilledAgreementVersion || p.Bill == nil, `bill is set on an agreement of "v": 1; billing terms need "v": 2`),
+		p.checkBill(),
 	)
 }
+
+func (p *Agreement) checkBill() error {
+	if p.Bill == nil {
+		return nil
+	}
+	return p.Bill.Check()
+}
+
+// Billed says whether the ledger bills this agreement's attempt itself.
+func (p *Agreement) Billed() bool { return p.V == BilledAgreementVersion && p.Bill != nil }
 
 func (p *TaskEvent) version() int      { return p.V }
 func (p *TaskEvent) entryID() string   { return p.ID }

@@ -18,6 +18,7 @@ const (
 	opEntry   = "entry"
 	opMembers = "members"
 	opStatus  = "status"
+	opBilling = "billing"
 )
 
 const (
@@ -53,6 +54,7 @@ type response struct {
 	Leader     string         `json:"leader,omitempty"`  // the answering node's known leader
 	Seq        uint64         `json:"seq,omitempty"`     // within a session: the request answered
 	Session    bool           `json:"session,omitempty"` // the stream is now a session
+	Billing    bool           `json:"billing,omitempty"` // billing: every replica reads billed agreements
 }
 
 // ServeConn serves one inbound /pcm/ledger/1.0.0 stream: it reads one
@@ -125,6 +127,8 @@ func (l *Ledger) handle(ctx context.Context, req request, remote string) respons
 	case opStatus:
 		s := l.status()
 		resp.Status = &s
+	case opBilling:
+		resp.Billing, err = l.billing(ctx, req.Hops)
 	default:
 		err = fmt.Errorf("ledger operation %q is unknown: %w", req.Op, ErrInvalid)
 	}

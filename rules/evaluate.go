@@ -2,11 +2,12 @@ package rules
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pcm-mesh/pcm/rules/bill"
 )
 
 // Provider is the view of one provider that the agent fills from its advert.
@@ -154,7 +155,7 @@ func (f *Framework) lowestQuote(t *Task) int64 {
 			sum += float64(r.Min) * v
 		}
 	}
-	return clampMoney(sum)
+	return bill.Clamp(sum)
 }
 
 // Evaluate checks one provider for a task and explains every failure:
@@ -235,7 +236,7 @@ func (f *Framework) Quote(t *Task, p *Provider) (int64, []string) {
 		}
 		sum += float64(price) * v
 	}
-	return clampMoney(sum), bad
+	return bill.Clamp(sum), bad
 }
 
 func maxStr(m Money) string {
@@ -309,40 +310,25 @@ func (f *Framework) RankBids(t *Task, bids []Bid, ps map[string]*Provider) []Sco
 	return rank(f.c.strategy, t, cands)
 }
 
+// BillTerms are the settlement section's terms for t, as an agreement
+// carries them (the ledger bills the attempt with them when it ends).
+func (f *Framework) BillTerms(t *Task) bill.Terms {
+	f.mustValid()
+	return bill.Terms{
+		Basis:        f.Settlement.Basis,
+		GranularityS: time.Duration(f.Settlement.Granularity).Seconds(),
+		Minimum:      int64(f.Settlement.Minimum),
+		Cores:        t.Resources["cpu"],
+	}
+}
+
 // Bill is what a finished attempt owes, in micros, from the agreed hourly
 // quote and measured usage, per the settlement section: basis wall bills
 // wall time, basis cpu bills cpu-seconds per requested core (capped at wall
 // time); time is rounded up to the granularity; the minimum applies.
 func (f *Framework) Bill(t *Task, quote int64, u Usage) int64 {
-	f.mustValid()
-	secs := math.Max(0, u.WallSeconds)
-	if f.Settlement.Basis == "cpu" {
-		if cores := t.Resources["cpu"]; cores > 0 {
-			used := math.Max(0, u.CPUSeconds) / cores
-			if secs > 0 {
-				used = math.Min(used, secs)
-			}
-			secs = used
-		}
-	}
-	if g := time.Duration(f.Settlement.Granularity).Seconds(); g > 0 {
-		secs = math.Ceil(secs/g) * g
-	}
-	amount := clampMoney(float64(quote) * secs / 3600)
-	if amount < int64(f.Settlement.Minimum) {
-		amount = int64(f.Settlement.Minimum)
-	}
-	return amount
-}
-
-func clampMoney(v float64) int64 {
-	switch {
-	case math.IsNaN(v) || v <= 0:
-		return 0
-	case v >= math.MaxInt64/2:
-		return math.MaxInt64 / 2
-	}
-	return int64(math.Round(v))
+	terms := f.BillTerms(t)
+	return terms.Amount(quote, u.CPUSeconds, u.WallSeconds)
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

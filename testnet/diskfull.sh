@@ -11,7 +11,7 @@ usage: testnet/diskfull.sh [--size MiB] [--no-build]
 
 As root: mounts a small tmpfs (default 160 MiB) of its own, runs one agent
 with its data dir there, submits 10 tasks and waits for them (each one an
-agreement, events and a settlement in the ledger), then fills the file
+agreement and events in the ledger, the final one billed), then fills the file
 system with a file until less than the agent's min_free_mb (64 MiB) is
 left. Checks that the agent stops by itself within 10 s with an error
 naming its data dir (no crash: not a signal), that on a tmpfs of 8 MiB it

@@ -64,7 +64,7 @@ for run in "$dir"/run*/; do
 	  "        submit → placed               \($rows | map(.p - .s) | stat)",
 	  "ledger  placed → started event        \($rows | map(select(.started) | .started - .p) | stat)",
 	  "        started → succeeded event     \($rows | map(select(.started and .done) | .done - .started) | stat)",
-	  "        succeeded → settlement        \($rows | map(select(.done and .settled) | .settled - .done) | stat)",
+	  "        succeeded → settlement        \($rows | map(select(.done and .settled) | .settled - .done) | stat) (entries; \($led[0] | map(select(.billed)) | length) attempts billed by the ledger instead)",
 	  "rounds (outcome: count)",
 	  ([$tasks[].rounds[] | {k: (.outcome // "" | sub(" on .*"; "")), n: ((.through // .n) - .n + 1)}] | group_by(.k) | map({k: .[0].k, n: (map(.n) | add)}) | sort_by(-.n) | .[] | "  \(.n)\t\(.k)"),
 	  "reasons (declines and rule-outs: count)",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pcm-mesh/pcm/agent/negotiate"
@@ -44,6 +45,7 @@ type Broker struct {
 	rounds chan struct{} // one token per round in progress
 
 	sessions *negotiate.Pool // negotiation sessions, one per provider
+	billing  atomic.Bool     // agreements carry billing terms (billingWatch)
 }
 
 // New makes a broker; Resume picks up stored tasks, Start its lease watch.
@@ -64,6 +66,30 @@ func New(d Deps) *Broker {
 func (b *Broker) Start() {
 	context.AfterFunc(b.d.Ctx, b.sessions.Close)
 	b.d.Go(func() { b.leaseWatch(b.d.Ctx) })
+	b.d.Go(func() { b.billingWatch(b.d.Ctx) })
+}
+
+// billingWatch asks the ledger every 15 s (every 2 s while the answer is
+// no) whether agreements may carry billing terms: then the ledger bills
+// each attempt as it ends, one entry fewer per task than a settlement.
+func (b *Broker) billingWatch(ctx context.Context) {
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok := b.d.Ledger.Billing(qctx)
+		cancel()
+		if b.billing.Swap(ok) != ok {
+			b.d.Log.Info("billing", "ledger_bills_attempts", ok)
+		}
+		wait := 15 * time.Second
+		if !ok {
+			wait = 2 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // OnAdvert wakes tasks waiting for capacity when an advert shows some.

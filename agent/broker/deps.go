@@ -49,6 +49,9 @@ type Ledger interface {
 	// AttemptEnd is the first final event recorded for an agreement
 	// ("" while there is none).
 	AttemptEnd(agreementID string) string
+	// Billing says whether every ledger replica reads billed agreements
+	// (consensus.BilledAgreementVersion), which need no settlement entry.
+	Billing(ctx context.Context) bool
 }
 
 // Frameworks resolves a framework reference (id or name@version).

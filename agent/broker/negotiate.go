@@ -233,6 +233,11 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 		LeaseSeconds: int(b.d.Lease / time.Second),
 		Resources:    rt.Resources, Driver: o.bid.Driver, Time: time.Now().UTC(),
 	}
+	if b.billing.Load() {
+		// The ledger bills the attempt when it ends: no settlement entry.
+		terms := fw.BillTerms(rt)
+		ag.V, ag.Bill = consensus.BilledAgreementVersion, &terms
+	}
 	entry, err := consensus.NewEntry(consensus.TypeAgreement, ag.ID, ag, b.d.Identity)
 	if err != nil {
 		rd.Outcome = err.Error()
@@ -279,7 +284,7 @@ func (b *Broker) award(t *tasks.Task, fw *rules.Framework, rt *rules.Task, cfp n
 	b.d.Metrics.Round(true)
 	b.update(t.ID, func(t *tasks.Task) bool {
 		t.AddRound(*rd)
-		t.Provider, t.AgreementID, t.Price = ag.Provider, ag.ID, ag.Price
+		t.Provider, t.AgreementID, t.Price, t.Bill = ag.Provider, ag.ID, ag.Price, billTerms(&ag)
 		if t.State == tasks.StateQueued || t.State == tasks.StateNegotiating {
 			t.SetState(tasks.StatePlaced, "agreement "+ag.ID+" committed", time.Now().UTC())
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pcm-mesh/pcm/rules/bill"
+
 	"github.com/pcm-mesh/pcm/agent/tasks"
 	"github.com/pcm-mesh/pcm/consensus"
 	"github.com/pcm-mesh/pcm/rules"
@@ -27,7 +29,7 @@ func (b *Broker) adopt(r consensus.Record) {
 		if t.AgreementID != "" || t.Attempt != ag.Attempt || (t.State != tasks.StateQueued && t.State != tasks.StateNegotiating) {
 			return false
 		}
-		t.Provider, t.AgreementID, t.Price = ag.Provider, ag.ID, ag.Price
+		t.Provider, t.AgreementID, t.Price, t.Bill = ag.Provider, ag.ID, ag.Price, billTerms(&ag)
 		t.SetState(tasks.StatePlaced, fmt.Sprintf("agreement %s committed at index %d", ag.ID, r.Index), time.Now().UTC())
 		return true
 	})
@@ -48,6 +50,14 @@ func (b *Broker) adoptCommitted(taskID string) bool {
 	}
 	t, ok := b.Get(taskID)
 	return ok && t.AgreementID != ""
+}
+
+// billTerms are an agreement's billing terms when the ledger bills it.
+func billTerms(ag *consensus.Agreement) *bill.Terms {
+	if !ag.Billed() {
+		return nil
+	}
+	return ag.Bill
 }
 
 func cmpString(a, b string) int {
@@ -121,7 +131,7 @@ func (b *Broker) ended(ev consensus.TaskEvent) {
 			t.RetriesLeft--
 			t.Attempt++
 			t.Excluded = append(t.Excluded, t.Provider)
-			t.Provider, t.AgreementID = "", ""
+			t.Provider, t.AgreementID, t.Bill = "", "", nil
 			t.SetState(tasks.StateQueued, fmt.Sprintf("attempt failed (exit %d: %s); retrying elsewhere", ev.ExitCode, ev.Message), now)
 		default:
 			t.SetState(tasks.StateFailed, fmt.Sprintf("exit %d: %s", ev.ExitCode, ev.Message), now)
@@ -131,8 +141,15 @@ func (b *Broker) ended(ev consensus.TaskEvent) {
 }
 
 // settle records the bill for an ended attempt: the broker pays the
-// provider the agreed hourly price for the measured usage.
+// provider the agreed hourly price for the measured usage. A billed
+// agreement's attempt was billed by the ledger as the event applied; the
+// broker computes the same amount from the same terms.
 func (b *Broker) settle(t *tasks.Task, ev consensus.TaskEvent) int64 {
+	if t.Bill != nil {
+		amount := t.Bill.Amount(t.Price, ev.Usage.CPUSeconds, ev.Usage.WallSeconds)
+		b.d.Metrics.Settled(amount)
+		return amount
+	}
 	fw, err := b.d.Frameworks.Resolve(t.Framework)
 	if err != nil {
 		return 0
@@ -195,7 +212,7 @@ func (b *Broker) lost(t *tasks.Task) {
 			return true
 		}
 		cur.Attempt++
-		cur.Provider, cur.AgreementID = "", ""
+		cur.Provider, cur.AgreementID, cur.Bill = "", "", nil
 		cur.SetState(tasks.StateQueued, "provider lost; re-placing", now)
 		return true
 	})

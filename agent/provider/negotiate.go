@@ -328,8 +328,32 @@ func (p *Provider) checkAward(w negotiate.Wire, env negotiate.Envelope, cfp nego
 		ag.Attempt != cfp.Attempt, ag.Price != h.price, ag.Framework != cfp.Framework, ag.Driver != h.driver:
 		return rawAgreement{}, fmt.Errorf("%w: agreement %s does not match the bid", negotiate.ErrBadMessage, ag.ID)
 	}
+	if err := p.checkBillTerms(&ag, cfp, h); err != nil {
+		return rawAgreement{}, err
+	}
 	if err := (mesh.Verifier{}).Verify(cfp.Broker, consensus.DomainAgreement, aw.Agreement, aw.BrokerSig); err != nil {
 		return rawAgreement{}, fmt.Errorf("%w: %w", negotiate.ErrBadMessage, err)
 	}
 	return rawAgreement{Agreement: ag, raw: aw.Agreement}, nil
+}
+
+// checkBillTerms accepts an agreement without billing terms (settled by
+// the broker's settlement entry) or one whose terms are the framework's
+// settlement section for the task: the provider signs the terms it is
+// paid by.
+func (p *Provider) checkBillTerms(ag *consensus.Agreement, cfp negotiate.CFP, h *hold) error {
+	switch {
+	case ag.V == consensus.PayloadVersion && ag.Bill == nil:
+		return nil
+	case !ag.Billed():
+		return fmt.Errorf("%w: agreement %s: \"v\" %d with bill %v; billing terms go with \"v\": %d", negotiate.ErrBadMessage, ag.ID, ag.V, ag.Bill != nil, consensus.BilledAgreementVersion)
+	}
+	fw, err := p.d.Frameworks.Resolve(cfp.Framework)
+	if err != nil {
+		return fmt.Errorf("%w: agreement %s: framework: %w", negotiate.ErrBadMessage, ag.ID, err)
+	}
+	if want := fw.BillTerms(h.task); *ag.Bill != want {
+		return fmt.Errorf("%w: agreement %s bills %+v; the framework's settlement section says %+v", negotiate.ErrBadMessage, ag.ID, *ag.Bill, want)
+	}
+	return nil
 }

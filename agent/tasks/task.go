@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pcm-mesh/pcm/rules/bill"
+
 	"github.com/pcm-mesh/pcm/consensus"
 )
 
@@ -66,10 +68,13 @@ type Task struct {
 	Provider    string          `json:"provider,omitempty"`
 	AgreementID string          `json:"agreement_id,omitempty"`
 	Price       int64           `json:"price,omitempty"`
-	Excluded    []string        `json:"excluded,omitempty"`
-	ExitCode    int             `json:"exit_code,omitempty"`
-	Usage       consensus.Usage `json:"usage"`
-	Settled     int64           `json:"settled,omitempty"`
+	// Bill are the billing terms of the current agreement when the ledger
+	// bills the attempt itself (consensus.BilledAgreementVersion).
+	Bill     *bill.Terms     `json:"bill,omitempty"`
+	Excluded []string        `json:"excluded,omitempty"`
+	ExitCode int             `json:"exit_code,omitempty"`
+	Usage    consensus.Usage `json:"usage"`
+	Settled  int64           `json:"settled,omitempty"`
 	// Results names the archive of the attempt's outputs (from its final
 	// ledger event); fetch it with `pcm-agent tasks results`.
 	Results   *consensus.ResultsRef `json:"results,omitempty"`

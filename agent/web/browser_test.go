@@ -321,9 +321,10 @@ func TestBrowserMesh(t *testing.T) {
 	b.waitJS("verify OK", `(document.querySelector("#verify-ok")||{}).innerText?.startsWith("OK")`, 30*time.Second)
 	b.waitJS("balances drawn", `document.querySelector("#view svg rect.pos, #view svg rect.neg") !== null || (document.querySelector("#h-bal")?.parentElement.innerText.includes("No settlements"))`, 20*time.Second)
 	b.shoot("ledger")
-	// Filter by type: settlements only.
-	b.eval(`(() => { const s = document.querySelector("#l-type"); s.value = "settlement"; s.dispatchEvent(new Event("change")); return true })()`, nil)
-	b.waitJS("settlements only", `(() => { const rows = [...document.querySelectorAll("tr[data-index]")]; return rows.length > 0 && rows.every((r) => r.innerText.includes("settlement")) })()`, 10*time.Second)
+	// Filter by type: task events only (the ledger bills their attempts
+	// as the final ones apply, so the list shows what was billed).
+	b.eval(`(() => { const s = document.querySelector("#l-type"); s.value = "task_event"; s.dispatchEvent(new Event("change")); return true })()`, nil)
+	b.waitJS("task events only", `(() => { const rows = [...document.querySelectorAll("tr[data-index]")]; return rows.length > 0 && rows.every((r) => r.innerText.includes("task_event")) })()`, 10*time.Second)
 	b.eval(`document.querySelector("tr[data-index] a").click(); true`, nil)
 	b.setPage("entry")
 	b.waitJS("an entry's signatures", `location.hash.startsWith("#/entry/") && document.body.innerText.includes("Signatures")`, 10*time.Second)

@@ -36,6 +36,11 @@ type ledgerRecord struct {
 	Index   uint64          `json:"index"`
 	Type    string          `json:"type"`
 	Payload json.RawMessage `json:"payload"`
+	// Billed: the final event of a billed agreement's attempt, with what
+	// the ledger billed (consensus.Billed).
+	Billed *struct {
+		Amount int64 `json:"amount"`
+	} `json:"billed"`
 }
 
 type ledgerPayload struct {
@@ -172,7 +177,7 @@ func (x *taskIndex) refresh(ctx context.Context) error {
 }
 
 // apply folds one record: an agreement places a task, an event moves it,
-// a settlement adds what was paid.
+// a settlement or a billed final event adds what was paid.
 func (x *taskIndex) apply(r ledgerRecord) {
 	var p ledgerPayload
 	if json.Unmarshal(r.Payload, &p) != nil || p.TaskID == "" {
@@ -192,6 +197,9 @@ func (x *taskIndex) apply(r ledgerRecord) {
 		t.Attempt, t.Price = p.Attempt, p.Price
 	case "task_event":
 		t.State = p.Event
+		if r.Billed != nil {
+			t.Settled += r.Billed.Amount
+		}
 	case "settlement":
 		t.Settled += p.Amount
 	default:

@@ -184,6 +184,7 @@ function concerns(r) {
   if (p.task_id) bits.push(h("a", { href: "#/task/" + encodeURIComponent(p.task_id), class: "mono" }, short(p.task_id)));
   if (p.event) bits.push(" ", badge(p.event));
   if (p.amount !== undefined) bits.push(" ", money(p.amount));
+  if (r.billed) bits.push(" billed ", money(r.billed.amount));
   if (p.provider) bits.push(" → ", peerCell(p.provider));
   if (p.name) bits.push(p.name + " " + (p.version || ""));
   if (p.change) bits.push(p.change + " ", peerCell(p.node));
