@@ -130,6 +130,7 @@ func (a *Agent) meshConfig() (mesh.Config, error) {
 		Listen:            a.cfg.Listen,
 		Bootstrap:         a.cfg.Bootstrap,
 		AdvertInterval:    a.cfg.AdvertInterval,
+		DiscoverPeers:     a.cfg.DiscoverPeers,
 		ReprovideInterval: a.cfg.ReprovideInterval,
 		DisableDHT:        a.cfg.DisableDHT,
 		NAT:               a.cfg.NAT.mesh(),

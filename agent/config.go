@@ -27,6 +27,12 @@ type Config struct {
 	Zone           string            `yaml:"zone"`
 	Labels         map[string]string `yaml:"labels"`
 	AdvertInterval time.Duration     `yaml:"advert_interval"`
+	// DiscoverPeers is how many connections the agent seeks by dialling
+	// the authors of adverts (default 32); negotiation and the ledger
+	// dial whom they need besides. Fewer keep gossip and memory down in
+	// large meshes; more save the first negotiation with a provider its
+	// connection.
+	DiscoverPeers int `yaml:"discover_peers"`
 	// ReprovideInterval is how often the agent provides its DHT keys
 	// again (default 12h; records live 48h).
 	ReprovideInterval time.Duration `yaml:"reprovide_interval"`
@@ -148,6 +154,9 @@ func (c Config) Validate() error {
 		if to.d != 0 && to.d < 100*time.Millisecond {
 			errs = append(errs, fmt.Errorf("api_timeouts.%s %s is too short; use at least 100ms, or leave it out for the default", to.name, to.d))
 		}
+	}
+	if c.DiscoverPeers < 0 || c.DiscoverPeers > 192 {
+		errs = append(errs, fmt.Errorf("discover_peers %d: use 1 to 192 connections (default 32)", c.DiscoverPeers))
 	}
 	if c.AdvertInterval != 0 && c.AdvertInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("advert_interval %s is too short; use at least 10ms (default 10s)", c.AdvertInterval))

@@ -42,7 +42,7 @@ type Config struct {
 	ConnLow, ConnHigh int
 	// DiscoverPeers is how many connections a node seeks on its own: while
 	// it has fewer, it dials the authors of the adverts it receives
-	// (default 16, above gossipsub's mesh degree of 6 to 12). More
+	// (default 32, well above gossipsub's mesh degree of 6 to 12). More
 	// connections only add gossip: with every agent connected to every
 	// other, gossipsub sends its IHAVE gossip to a quarter of all peers
 	// each heartbeat and keeps a stream and state per pair. Negotiation
@@ -71,7 +71,7 @@ func DefaultConfig() Config {
 		MaxClockSkew:   DefaultMaxClockSkew,
 		ConnLow:        64,
 		ConnHigh:       192,
-		DiscoverPeers:  16,
+		DiscoverPeers:  32,
 		MaxMemoryMB:    512,
 		MaxFDs:         1024,
 	}
@@ -161,7 +161,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("connection watermarks low=%d high=%d: need 0 < low <= high", c.ConnLow, c.ConnHigh))
 	}
 	if c.DiscoverPeers < 0 || c.DiscoverPeers > c.ConnHigh {
-		errs = append(errs, fmt.Errorf("discover_peers %d: use 1 to the connection high watermark %d (default 16)", c.DiscoverPeers, c.ConnHigh))
+		errs = append(errs, fmt.Errorf("discover_peers %d: use 1 to the connection high watermark %d (default 32)", c.DiscoverPeers, c.ConnHigh))
 	}
 	if c.MaxMemoryMB < 16 {
 		errs = append(errs, fmt.Errorf("max_memory_mb %d is too small; use at least 16", c.MaxMemoryMB))

@@ -101,7 +101,7 @@ etcd_up() {
 	local -a ports=()
 	local p
 	while ((${#ports[@]} < 6)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$(tn_port_candidate)
 		[[ " ${ports[*]} " != *" $p "* ]] && tn_port_free "$p" && ports+=("$p")
 	done
 	for i in 1 2 3; do

@@ -76,9 +76,21 @@ tn_pid() {
 
 tn_running() { tn_pid "$1" >/dev/null; }
 
-# tn_port_free PORT: nothing listens on PORT (TCP or UDP).
+# tn_port_free PORT: no socket uses PORT (TCP or UDP, listening or not).
 tn_port_free() {
-	[[ -z $(ss -Htuln "sport = :$1" 2>/dev/null) ]]
+	[[ -z $(ss -Htuan "sport = :$1" 2>/dev/null) ]]
+}
+
+# tn_port_candidate prints a random port below the kernel's ephemeral
+# range: a port from that range, free when picked, could be the local port
+# of some outgoing connection by the time a server binds it ("address
+# already in use").
+tn_port_candidate() {
+	local lo=32768 span
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	span=$((lo - 10000))
+	((span >= 1000)) || span=$((65535 - 10000)) # a range starting low: no room below it
+	printf '%s\n' $((10000 + (RANDOM * 32768 + RANDOM) % span))
 }
 
 TN_TAKEN=" "
@@ -86,7 +98,7 @@ TN_TAKEN=" "
 tn_free_port() {
 	local p i
 	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$(tn_port_candidate)
 		if [[ $TN_TAKEN != *" $p "* ]] && tn_port_free "$p"; then
 			TN_TAKEN+="$p "
 			printf '%s\n' "$p"

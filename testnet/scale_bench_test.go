@@ -40,7 +40,10 @@ func BenchmarkPlacementScale(b *testing.B) {
 	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("providers=%d", n), func(b *testing.B) {
-			m := StartMocknet(b, MockOptions{N: n, AdvertInterval: time.Second,
+			// Every advert reaches every agent, all in this process: n²
+			// checks per interval. Beyond 50 agents the interval grows with
+			// n (10 s at 500) so the two cores keep up with the gossip.
+			m := StartMocknet(b, MockOptions{N: n, AdvertInterval: max(time.Second, time.Duration(n)*20*time.Millisecond),
 				Configure: func(_ int, cfg *agent.Config) {
 					if n > 20 {
 						cfg.Ledger.RaftMultiplier = 4 // see TestLarge
