@@ -114,6 +114,9 @@ func ledgerShow(c *cli.Context) error {
 		fmt.Fprintf(w, "prev hash:\t%s\n", r.PrevHash)
 		fmt.Fprintf(w, "hash:\t%s\n", r.Hash)
 		fmt.Fprintf(w, "payload:\t%s\n", r.Payload)
+		if b := r.Billed; b != nil {
+			fmt.Fprintf(w, "billed:\t%d micros from %s to %s (the ledger settled the attempt with this event)\n", b.Amount, b.Payer, b.Payee)
+		}
 	})
 }
 
